@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command (README: `make test`). On a fresh Debian machine it
+# installs the real servers the tests use (Dovecot, Postfix, GnuPG, poppler,
+# qpdf), fetches the Go modules, then runs go vet and the whole test suite
+# with the race detector and shuffled order. Nothing is started here: each
+# test starts its own private server instance on free loopback ports and
+# stops it again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for bin in dovecot postfix gpg pdftotext qpdf; do
+	command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
+done
+if ((${#need[@]})); then
+	echo "installing real servers and tools for the tests (missing: ${need[*]})"
+	SUDO=""
+	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	echo "postfix postfix/main_mailer_type select Local only" | $SUDO debconf-set-selections
+	echo "postfix postfix/mailname string ci.example.test" | $SUDO debconf-set-selections
+	$SUDO apt-get install -y -qq --no-install-recommends \
+		dovecot-imapd postfix gnupg poppler-utils qpdf >/dev/null
+fi
+
+go mod download
+echo "go vet ./..."
+go vet ./...
+echo "go test -race -shuffle=on ./..."
+go test -race -shuffle=on -timeout 12m ./...

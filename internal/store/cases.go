@@ -1,0 +1,412 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"secondopinion/internal/procedure"
+)
+
+// Decision is everything one step of the procedure commits together.
+type Decision struct {
+	// Case is the case after the decision. Case.Version must be the
+	// version that was read (0 for a new case); Apply stores version+1.
+	Case *procedure.Case
+	// Audit entries, in order; they join the hash chain.
+	Audit []AuditEntry
+	// Outbox holds the mail composed for the decision's mail effects.
+	Outbox []OutboxRow
+	// Documents are sealed documents written beforehand with PutFile.
+	Documents []DocumentRow
+	// Alerts for the backoffice.
+	Alerts []string
+	// Inbound is the inbound message this decision answers (0: none); it
+	// is marked with InboundStatus in the same transaction, which is what
+	// makes processing exactly-once.
+	Inbound       int64
+	InboundStatus string
+	InboundReason string
+	// Purge deletes the case's documents, raw inbound mail and outgoing
+	// mail bodies (files and rows' bytes), leaving the case's deletion
+	// record and the audit log.
+	Purge bool
+	// Now stamps the rows.
+	Now time.Time
+}
+
+// DocumentRow describes a stored (sealed) document.
+type DocumentRow struct {
+	SHA256 string
+	Kind   string // medical, advice, form
+	Title  string
+	Name   string
+	Size   int64
+	Path   string // relative to the data dir, from PutFile
+}
+
+// NextRef allocates the next case reference of the year (SO-2026-0042).
+// A reference allocated for a decision that then fails is simply skipped.
+func (s *Store) NextRef(ctx context.Context, now time.Time) (string, error) {
+	year := now.Year()
+	var last int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO serials(year, last) VALUES (?, 1)
+			ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last`, year).Scan(&last)
+	})
+	if err != nil {
+		return "", fmt.Errorf("next reference: %w", err)
+	}
+	return procedure.RefFor(year, last), nil
+}
+
+// Apply commits one decision in one transaction and returns the case with
+// its new ID and version. A case whose version no longer matches is
+// ErrStale and nothing is written.
+func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) {
+	if d.Case == nil {
+		return nil, errors.New("apply: no case")
+	}
+	c := *d.Case
+	now := d.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		data, err := json.Marshal(&c)
+		if err != nil {
+			return fmt.Errorf("encode case: %w", err)
+		}
+		var next any
+		if dl, ok := c.NextDeadline(); ok {
+			next = ms(dl.Due)
+		}
+		if c.Version == 0 {
+			c.Version = 1
+			data, _ = json.Marshal(&c)
+			res, err := tx.ExecContext(ctx, `INSERT INTO cases(ref, state, version, employee_email, waiting_on, next_due, created_at, updated_at, closed_at, data)
+				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
+				c.Ref, c.State, c.Employee.Email, c.WaitingOn(), next, ms(c.CreatedAt), ms(now), nullMS(c.ClosedAt), data)
+			if err != nil {
+				return fmt.Errorf("insert case %s: %w", c.Ref, err)
+			}
+			if c.ID, err = res.LastInsertId(); err != nil {
+				return err
+			}
+		} else {
+			prev := c.Version
+			c.Version++
+			data, _ = json.Marshal(&c)
+			res, err := tx.ExecContext(ctx, `UPDATE cases SET state = ?, version = ?, employee_email = ?, waiting_on = ?, next_due = ?,
+				updated_at = ?, closed_at = ?, data = ? WHERE id = ? AND version = ?`,
+				c.State, c.Version, c.Employee.Email, c.WaitingOn(), next, ms(now), nullMS(c.ClosedAt), data, c.ID, prev)
+			if err != nil {
+				return fmt.Errorf("update case %s: %w", c.Ref, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("case %s version %d: %w", c.Ref, prev, ErrStale)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM deadlines WHERE case_id = ?`, c.ID); err != nil {
+				return err
+			}
+		}
+		for _, dl := range c.Deadlines {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, ?, ?, ?)`,
+				c.ID, dl.Step, dl.Kind, ms(dl.Due)); err != nil {
+				return fmt.Errorf("deadline: %w", err)
+			}
+		}
+		for _, a := range d.Audit {
+			a.CaseID, a.CaseRef = c.ID, c.Ref
+			if a.At.IsZero() {
+				a.At = now
+			}
+			if err := appendAudit(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		for _, o := range d.Outbox {
+			o.CaseID = c.ID
+			if err := insertOutbox(ctx, tx, o, now); err != nil {
+				return err
+			}
+		}
+		for _, doc := range d.Documents {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO documents(case_id, sha256, kind, title, name, size, path, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id, sha256) DO NOTHING`,
+				c.ID, doc.SHA256, doc.Kind, doc.Title, doc.Name, doc.Size, doc.Path, ms(now)); err != nil {
+				return fmt.Errorf("document: %w", err)
+			}
+		}
+		for _, reason := range d.Alerts {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, c.ID, ms(now), reason); err != nil {
+				return fmt.Errorf("alert: %w", err)
+			}
+		}
+		if d.Purge {
+			if err := purge(ctx, tx, s.dir, c.ID); err != nil {
+				return err
+			}
+		}
+		if d.Inbound != 0 {
+			status := d.InboundStatus
+			if status == "" {
+				status = InboundProcessed
+			}
+			if err := markInbound(ctx, tx, d.Inbound, status, d.InboundReason, c.ID, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Case reads a case by ID.
+func (s *Store) Case(ctx context.Context, id int64) (*procedure.Case, error) {
+	return s.caseWhere(ctx, `id = ?`, id)
+}
+
+// CaseByRef reads a case by reference.
+func (s *Store) CaseByRef(ctx context.Context, ref string) (*procedure.Case, error) {
+	return s.caseWhere(ctx, `ref = ?`, ref)
+}
+
+func (s *Store) caseWhere(ctx context.Context, where string, arg any) (*procedure.Case, error) {
+	var data []byte
+	var id, version int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, version, data FROM cases WHERE `+where, arg).Scan(&id, &version, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("case %v: %w", arg, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("case %v: %w", arg, err)
+	}
+	var c procedure.Case
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("decode case %v: %w", arg, err)
+	}
+	// The columns are authoritative for identity and version.
+	c.ID, c.Version = id, version
+	return &c, nil
+}
+
+// CaseSummary is one line of the backoffice's case list.
+type CaseSummary struct {
+	ID        int64
+	Ref       string
+	State     procedure.State
+	WaitingOn string
+	NextDue   time.Time // zero when none
+	UpdatedAt time.Time
+}
+
+// CaseFilter selects cases for the list; zero values select all.
+type CaseFilter struct {
+	State procedure.State
+	// OverdueAt, when set, keeps only cases with a deadline due at or
+	// before that moment.
+	OverdueAt time.Time
+	// Open keeps only cases not in a final state.
+	Open bool
+}
+
+// Cases lists cases, the earliest deadline first.
+func (s *Store) Cases(ctx context.Context, f CaseFilter) ([]CaseSummary, error) {
+	q := `SELECT id, ref, state, waiting_on, next_due, updated_at FROM cases WHERE 1=1`
+	var args []any
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	if !f.OverdueAt.IsZero() {
+		q += ` AND next_due IS NOT NULL AND next_due <= ? AND state NOT IN ('completed','withdrawn','refused','out_of_scope','referred','purged')`
+		args = append(args, ms(f.OverdueAt))
+	}
+	if f.Open {
+		q += ` AND state NOT IN ('completed','withdrawn','refused','out_of_scope','referred','purged')`
+	}
+	q += ` ORDER BY next_due IS NULL, next_due, id`
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	defer rows.Close()
+	var out []CaseSummary
+	for rows.Next() {
+		var cs CaseSummary
+		var next sql.NullInt64
+		var upd int64
+		if err := rows.Scan(&cs.ID, &cs.Ref, &cs.State, &cs.WaitingOn, &next, &upd); err != nil {
+			return nil, err
+		}
+		if next.Valid {
+			cs.NextDue = fromMS(next.Int64)
+		}
+		cs.UpdatedAt = fromMS(upd)
+		out = append(out, cs)
+	}
+	return out, rows.Err()
+}
+
+// CountByState counts cases per state (for metrics).
+func (s *Store) CountByState(ctx context.Context) (map[procedure.State]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM cases GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[procedure.State]int{}
+	for rows.Next() {
+		var st procedure.State
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
+
+// EarlierRequests counts the cases an employee opened before, for the
+// original physician's intake (repeated use is a weighty reason to refuse).
+func (s *Store) EarlierRequests(ctx context.Context, employeeEmail string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE employee_email = ?`, employeeEmail).Scan(&n)
+	return n, err
+}
+
+// DueDeadline is a deadline whose moment has come.
+type DueDeadline struct {
+	CaseID int64
+	Step   procedure.Step
+	Kind   procedure.DeadlineKind
+	Due    time.Time
+}
+
+// DueDeadlines returns up to limit deadlines due at or before now, the
+// earliest first. The sweep uses the deadlines_due index, so its cost is
+// the number of due deadlines, not the number of open cases.
+func (s *Store) DueDeadlines(ctx context.Context, now time.Time, limit int) ([]DueDeadline, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT case_id, step, kind, due FROM deadlines WHERE due <= ? ORDER BY due LIMIT ?`, ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due deadlines: %w", err)
+	}
+	defer rows.Close()
+	var out []DueDeadline
+	for rows.Next() {
+		var d DueDeadline
+		var due int64
+		if err := rows.Scan(&d.CaseID, &d.Step, &d.Kind, &due); err != nil {
+			return nil, err
+		}
+		d.Due = fromMS(due)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// NextDeadline returns the earliest deadline of all cases.
+func (s *Store) NextDeadline(ctx context.Context) (time.Time, bool, error) {
+	var due sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MIN(due) FROM deadlines`).Scan(&due); err != nil {
+		return time.Time{}, false, err
+	}
+	if !due.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMS(due.Int64), true, nil
+}
+
+// Alert is a notice for the backoffice.
+type Alert struct {
+	ID       int64
+	CaseID   int64
+	At       time.Time
+	Reason   string
+	Resolved bool
+}
+
+// AddAlert records an alert outside a case decision (a bounce, a key about
+// to expire, a delivery that failed for good).
+func (s *Store) AddAlert(ctx context.Context, caseID int64, reason string, now time.Time) error {
+	var cid any
+	if caseID != 0 {
+		cid = caseID
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, cid, ms(now), reason)
+	return err
+}
+
+// Alerts lists unresolved alerts (all when all is true).
+func (s *Store) Alerts(ctx context.Context, all bool) ([]Alert, error) {
+	q := `SELECT id, COALESCE(case_id, 0), at, reason, resolved_at IS NOT NULL FROM alerts`
+	if !all {
+		q += ` WHERE resolved_at IS NULL`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Alert
+	for rows.Next() {
+		var a Alert
+		var at int64
+		if err := rows.Scan(&a.ID, &a.CaseID, &at, &a.Reason, &a.Resolved); err != nil {
+			return nil, err
+		}
+		a.At = fromMS(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// purge removes a case's stored bytes. Files are removed inside the
+// transaction's lifetime; a crash after the removal and before the commit
+// leaves rows naming missing files, which the next purge clears.
+func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
+	var paths []string
+	for _, q := range []string{
+		`SELECT path FROM documents WHERE case_id = ?`,
+		`SELECT path FROM inbound WHERE case_id = ? AND path != ''`,
+		`SELECT path FROM outbox WHERE case_id = ? AND path IS NOT NULL`,
+	} {
+		rows, err := tx.QueryContext(ctx, q, caseID)
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return err
+			}
+			paths = append(paths, p)
+		}
+		rows.Close()
+	}
+	for _, q := range []string{
+		`DELETE FROM documents WHERE case_id = ?`,
+		`UPDATE inbound SET path = '' WHERE case_id = ?`,
+		`UPDATE outbox SET body = NULL, path = NULL WHERE case_id = ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, caseID); err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	for _, p := range paths {
+		if err := os.Remove(filepath.Join(dir, p)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	return nil
+}

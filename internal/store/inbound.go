@@ -1,0 +1,214 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Inbound statuses.
+const (
+	InboundNew         = "new"         // stored, not yet handled
+	InboundProcessed   = "processed"   // its decision committed
+	InboundQuarantined = "quarantined" // kept for the backoffice, with a reason
+	InboundReleased    = "released"    // the backoffice let it through
+	InboundRejected    = "rejected"    // the backoffice discarded it (kept for the record)
+)
+
+// RawMeta describes where an inbound message came from.
+type RawMeta struct {
+	Mailbox     string
+	UIDValidity uint32
+	UID         uint32
+	// Oversize marks a message over the configured size: it is kept and
+	// quarantined, never parsed.
+	Oversize   bool
+	ReceivedAt time.Time
+}
+
+// Inbound is a stored inbound message.
+type Inbound struct {
+	ID         int64
+	MessageID  string
+	SHA256     string
+	Size       int64
+	Path       string
+	Oversize   bool
+	ReceivedAt time.Time
+	Status     string
+	Reason     string
+	CaseID     int64
+}
+
+// maxHeader bounds how much of a message is kept in memory to find its
+// Message-ID; the body streams straight to disk.
+const maxHeader = 64 << 10
+
+// StoreRaw streams one raw message to disk, fsyncs it, and records it
+// before the caller marks it on the IMAP server. A message stored before
+// (same Message-ID and content hash) is recognised: dup is true and the
+// existing row's ID is returned, so a crash between storing and marking
+// leads to exactly one processing.
+func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int64, dup bool, err error) {
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-*")
+	if err != nil {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name()) // after a successful rename this finds nothing
+	}()
+	h := sha256.New()
+	head := &headWriter{max: maxHeader}
+	size, err := io.Copy(io.MultiWriter(tmp, h, head), r)
+	if err != nil {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	sha := hex.EncodeToString(h.Sum(nil))
+	msgID := head.messageID()
+
+	var existing int64
+	err = s.db.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&existing)
+	if err == nil {
+		return existing, true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	rel := filepath.Join("inbound", sha+".eml")
+	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	if err := syncDir(filepath.Join(s.dir, "inbound")); err != nil {
+		return 0, false, err
+	}
+	received := meta.ReceivedAt
+	if received.IsZero() {
+		received = time.Now()
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(message_id, sha256) DO UPDATE SET size = size RETURNING id`,
+			msgID, sha, size, rel, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("store raw: %w", err)
+	}
+	return id, false, nil
+}
+
+// headWriter keeps the header section (up to max bytes).
+type headWriter struct {
+	buf  bytes.Buffer
+	max  int
+	done bool
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if !w.done {
+		room := w.max - w.buf.Len()
+		if room > len(p) {
+			room = len(p)
+		}
+		w.buf.Write(p[:room])
+		b := w.buf.Bytes()
+		if bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n")) || w.buf.Len() >= w.max {
+			w.done = true
+		}
+	}
+	return len(p), nil
+}
+
+func (w *headWriter) messageID() string {
+	b := w.buf.Bytes()
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		b = b[:i+4]
+	} else if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		b = b[:i+2]
+	} else {
+		b = append(append([]byte(nil), b...), "\r\n\r\n"...)
+	}
+	m, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(m.Header.Get("Message-Id"))
+}
+
+// PendingInbound lists stored messages not yet handled, oldest first.
+func (s *Store) PendingInbound(ctx context.Context, limit int) ([]Inbound, error) {
+	return s.inboundWhere(ctx, `status = 'new' ORDER BY id LIMIT ?`, limit)
+}
+
+// Quarantined lists the quarantined messages, oldest first.
+func (s *Store) Quarantined(ctx context.Context) ([]Inbound, error) {
+	return s.inboundWhere(ctx, `status = 'quarantined' ORDER BY id`)
+}
+
+// InboundByID reads one stored message's row.
+func (s *Store) InboundByID(ctx context.Context, id int64) (Inbound, error) {
+	in, err := s.inboundWhere(ctx, `id = ?`, id)
+	if err != nil {
+		return Inbound{}, err
+	}
+	if len(in) == 0 {
+		return Inbound{}, fmt.Errorf("message %d: %w", id, ErrNotFound)
+	}
+	return in[0], nil
+}
+
+func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]Inbound, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, message_id, sha256, size, path, oversize, received_at, status, reason, COALESCE(case_id, 0)
+		FROM inbound WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("inbound: %w", err)
+	}
+	defer rows.Close()
+	var out []Inbound
+	for rows.Next() {
+		var in Inbound
+		var rec int64
+		if err := rows.Scan(&in.ID, &in.MessageID, &in.SHA256, &in.Size, &in.Path, &in.Oversize, &rec, &in.Status, &in.Reason, &in.CaseID); err != nil {
+			return nil, err
+		}
+		in.ReceivedAt = fromMS(rec)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// OpenInbound opens a stored message's raw bytes.
+func (s *Store) OpenInbound(in Inbound) (*os.File, error) { return s.OpenFile(in.Path) }
+
+// MarkInbound sets a message's status outside a case decision: a
+// quarantine with its reason, a release or a rejection by the backoffice.
+func (s *Store) MarkInbound(ctx context.Context, id int64, status, reason string, caseID int64, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return markInbound(ctx, tx, id, status, reason, caseID, now) })
+}
+
+func markInbound(ctx context.Context, tx *sql.Tx, id int64, status, reason string, caseID int64, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE inbound SET status = ?, reason = ?, case_id = COALESCE(?, case_id), handled_at = ? WHERE id = ?`,
+		status, reason, nullID(caseID), ms(now), id)
+	if err != nil {
+		return fmt.Errorf("inbound %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("inbound %d: %w", id, ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// OutboxRow is a composed mail waiting to be sent. Small mail keeps its
+// bytes in Body; large mail (encrypted documents) in a file from PutFile.
+type OutboxRow struct {
+	CaseID    int64
+	MessageID string
+	From      string
+	To        []string
+	Body      []byte
+	Path      string
+}
+
+// OutboxItem is a queued mail handed to the delivery worker.
+type OutboxItem struct {
+	ID        int64
+	CaseID    int64
+	MessageID string
+	From      string
+	To        []string
+	Attempts  int
+	body      []byte
+	path      string
+	s         *Store
+}
+
+// Open returns the composed message bytes.
+func (it OutboxItem) Open() (io.ReadCloser, error) {
+	if it.path != "" {
+		return it.s.OpenFile(it.path)
+	}
+	return io.NopCloser(bytes.NewReader(it.body)), nil
+}
+
+func insertOutbox(ctx context.Context, tx *sql.Tx, o OutboxRow, now time.Time) error {
+	to, err := json.Marshal(o.To)
+	if err != nil {
+		return err
+	}
+	var body, path any
+	if o.Path != "" {
+		path = o.Path
+	} else {
+		body = o.Body
+	}
+	// A Message-ID already queued is the same mail composed again after a
+	// crash: the first one stands, nothing is sent twice.
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox(case_id, message_id, sender, recipients, body, path, next_attempt, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(message_id) DO NOTHING`,
+		nullID(o.CaseID), o.MessageID, o.From, string(to), body, path, ms(now), ms(now))
+	if err != nil {
+		return fmt.Errorf("outbox %s: %w", o.MessageID, err)
+	}
+	return nil
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// Enqueue queues a mail outside a case decision (backoffice notices).
+func (s *Store) Enqueue(ctx context.Context, o OutboxRow, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertOutbox(ctx, tx, o, now) })
+}
+
+// DueOutbox returns up to limit queued mails whose next attempt is due.
+func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts
+		FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxItem
+	for rows.Next() {
+		it := OutboxItem{s: s}
+		var to string
+		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(to), &it.To); err != nil {
+			return nil, fmt.Errorf("outbox %d recipients: %w", it.ID, err)
+		}
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// OutboxSent marks a mail delivered.
+func (s *Store) OutboxSent(ctx context.Context, id int64, now time.Time) error {
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?`, ms(now), id)
+}
+
+// OutboxRetry records a temporary failure and the next attempt.
+func (s *Store) OutboxRetry(ctx context.Context, id int64, next time.Time, reason string) error {
+	return s.outboxUpdate(ctx, `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`, ms(next), reason, id)
+}
+
+// OutboxFailed records a permanent failure.
+func (s *Store) OutboxFailed(ctx context.Context, id int64, reason string) error {
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?`, reason, id)
+}
+
+func (s *Store) outboxUpdate(ctx context.Context, q string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("outbox: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// NextOutbox returns when the next queued mail is due.
+func (s *Store) NextOutbox(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM outbox WHERE status = 'queued'`).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, false, err
+	}
+	return fromMS(next.Int64), true, nil
+}
+
+// OutboxStats is the queue's depth and the age of its oldest mail.
+type OutboxStats struct {
+	Queued, Sent, Failed int
+	Oldest               time.Time // of the queued mail
+}
+
+// OutboxStats counts the outbox.
+func (s *Store) OutboxStats(ctx context.Context) (OutboxStats, error) {
+	var st OutboxStats
+	var oldest sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'failed'), 0),
+		MIN(CASE WHEN status = 'queued' THEN created_at END) FROM outbox`).Scan(&st.Queued, &st.Sent, &st.Failed, &oldest)
+	if oldest.Valid {
+		st.Oldest = fromMS(oldest.Int64)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		err = nil
+	}
+	return st, err
+}

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"secondopinion/internal/procedure"
+)
+
+var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+func open(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "data"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newCase(t testing.TB, s *Store, state procedure.State, due time.Time) *procedure.Case {
+	t.Helper()
+	ref, err := s.NextRef(context.Background(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &procedure.Case{Ref: ref, State: state, CreatedAt: t0, Employee: procedure.Person{Name: "Jan", Email: "jan@x.example"}}
+	if !due.IsZero() {
+		c.Deadlines = []procedure.Deadline{{Step: procedure.StepChoice, Kind: procedure.Remind, Due: due}}
+	}
+	return c
+}
+
+func TestOpenCreatesPrivateDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s, err := Open(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{dir, filepath.Join(dir, "inbound"), filepath.Join(dir, "documents")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", p, fi.Mode().Perm())
+		}
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "secondopinion.db"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v", fi.Mode().Perm())
+	}
+	// Reopening applies no migration twice and keeps the data.
+	ctx := context.Background()
+	c := newCase(t, s, procedure.StateIntake, t0)
+	if _, err := s.Apply(ctx, Decision{Case: c, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if v, _ := s2.SchemaVersion(ctx); v != 1 {
+		t.Errorf("schema version %d", v)
+	}
+	if _, err := s2.CaseByRef(ctx, c.Ref); err != nil {
+		t.Errorf("case lost on reopen: %v", err)
+	}
+}
+
+func TestNextRefCountsPerYear(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var got []string
+	for _, at := range []time.Time{t0, t0, t0.AddDate(1, 0, 0), t0} {
+		ref, err := s.NextRef(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ref)
+	}
+	if want := "SO-2026-0001 SO-2026-0002 SO-2027-0001 SO-2026-0003"; strings.Join(got, " ") != want {
+		t.Errorf("refs %v, want %s", got, want)
+	}
+}
+
+func TestApplyCommitsOneDecisionWhole(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	c := newCase(t, s, procedure.StateChoosing, t0.Add(24*time.Hour))
+	c.Deadlines = append(c.Deadlines, procedure.Deadline{Step: procedure.StepChoice, Kind: procedure.Escalate, Due: t0.Add(48 * time.Hour)})
+	id, _, err := s.StoreRaw(ctx, RawMeta{Mailbox: "INBOX", UID: 7}, strings.NewReader("Message-ID: <a@x>\r\n\r\nkies 1\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Apply(ctx, Decision{
+		Case:    c,
+		Audit:   []AuditEntry{{Event: "proposal", Detail: "B. Bakker; C. Jansen"}},
+		Outbox:  []OutboxRow{{MessageID: "<1@so>", From: "so@x", To: []string{"jan@x.example"}, Body: []byte("hi")}},
+		Alerts:  []string{"check"},
+		Inbound: id,
+		Now:     t0,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID == 0 || got.Version != 1 {
+		t.Fatalf("stored case id %d version %d", got.ID, got.Version)
+	}
+	due, _ := s.DueDeadlines(ctx, t0.Add(30*time.Hour), 10)
+	if len(due) != 1 || due[0].Step != procedure.StepChoice || due[0].Kind != procedure.Remind {
+		t.Errorf("due deadlines %+v", due)
+	}
+	items, _ := s.DueOutbox(ctx, t0, 10)
+	if len(items) != 1 || items[0].MessageID != "<1@so>" {
+		t.Errorf("outbox %+v", items)
+	}
+	in, _ := s.InboundByID(ctx, id)
+	if in.Status != InboundProcessed || in.CaseID != got.ID {
+		t.Errorf("inbound %+v", in)
+	}
+
+	// A decision that fails halfway (here: an inbound message that does not
+	// exist) leaves nothing behind: not the case change, not the mail.
+	got.State = procedure.StateAuthorising
+	_, err = s.Apply(ctx, Decision{Case: got, Outbox: []OutboxRow{{MessageID: "<2@so>", From: "so@x", To: []string{"a@x"}, Body: []byte("x")}},
+		Audit: []AuditEntry{{Event: "choice"}}, Inbound: 999, Now: t0})
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("apply with a bad inbound id: %v", err)
+	}
+	back, _ := s.Case(ctx, got.ID)
+	items, _ = s.DueOutbox(ctx, t0, 10)
+	log, _ := s.AuditLog(ctx, got.ID)
+	if back.State != procedure.StateChoosing || back.Version != 1 || len(items) != 1 || len(log) != 1 {
+		t.Errorf("partial commit: state %s version %d outbox %d audit %d", back.State, back.Version, len(items), len(log))
+	}
+}
+
+func TestStaleVersionIsNeverALostUpdate(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	c, err := s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateChoosing, t0), Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Case(ctx, c.ID)
+	b, _ := s.Case(ctx, c.ID)
+	a.State = procedure.StateAuthorising
+	if _, err := s.Apply(ctx, Decision{Case: a, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	b.State = procedure.StateWithdrawn
+	if _, err := s.Apply(ctx, Decision{Case: b, Outbox: []OutboxRow{{MessageID: "<w@so>", From: "f", To: []string{"t"}}}, Now: t0}); !errors.Is(err, ErrStale) {
+		t.Fatalf("second writer: %v, want ErrStale", err)
+	}
+	now, _ := s.Case(ctx, c.ID)
+	if now.State != procedure.StateAuthorising || now.Version != 2 {
+		t.Errorf("state %s version %d", now.State, now.Version)
+	}
+	if items, _ := s.DueOutbox(ctx, t0, 10); len(items) != 0 {
+		t.Errorf("the stale decision's mail was queued")
+	}
+}
+
+func TestSameMessageIDIsQueuedOnce(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	c, _ := s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateChoosing, t0), Outbox: []OutboxRow{{MessageID: "<m@so>", From: "f", To: []string{"t"}, Body: []byte("one")}}, Now: t0})
+	if _, err := s.Apply(ctx, Decision{Case: c, Outbox: []OutboxRow{{MessageID: "<m@so>", From: "f", To: []string{"t"}, Body: []byte("two")}}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	items, _ := s.DueOutbox(ctx, t0, 10)
+	if len(items) != 1 {
+		t.Fatalf("%d queued", len(items))
+	}
+	r, _ := items[0].Open()
+	b, _ := io.ReadAll(r)
+	if string(b) != "one" {
+		t.Errorf("body %q", b)
+	}
+}
+
+func TestOutboxLifecycle(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	rel, _, _, err := s.PutFile("outbox", strings.NewReader("big encrypted mail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Enqueue(ctx, OutboxRow{MessageID: "<a@so>", From: "f", To: []string{"a@x", "b@x"}, Path: rel}, t0)
+	s.Enqueue(ctx, OutboxRow{MessageID: "<b@so>", From: "f", To: []string{"c@x"}, Body: []byte("b")}, t0)
+	items, _ := s.DueOutbox(ctx, t0, 10)
+	if len(items) != 2 || len(items[0].To) != 2 {
+		t.Fatalf("%+v", items)
+	}
+	r, err := items[0].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "big encrypted mail" {
+		t.Errorf("file body %q", b)
+	}
+	s.OutboxRetry(ctx, items[0].ID, t0.Add(time.Minute), "451 try later")
+	s.OutboxFailed(ctx, items[1].ID, "550 no such user")
+	if due, _ := s.DueOutbox(ctx, t0, 10); len(due) != 0 {
+		t.Errorf("due before the retry time: %d", len(due))
+	}
+	next, ok, _ := s.NextOutbox(ctx)
+	if !ok || !next.Equal(t0.Add(time.Minute)) {
+		t.Errorf("next %v %v", next, ok)
+	}
+	due, _ := s.DueOutbox(ctx, t0.Add(time.Minute), 10)
+	if len(due) != 1 || due[0].Attempts != 1 {
+		t.Fatalf("retry %+v", due)
+	}
+	s.OutboxSent(ctx, due[0].ID, t0.Add(time.Minute))
+	st, _ := s.OutboxStats(ctx)
+	if st.Queued != 0 || st.Sent != 1 || st.Failed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestStoreRawDedupesARefetch(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	raw := "Message-ID: <x@mail.example>\r\nSubject: ja\r\n\r\nakkoord\r\n"
+	id1, dup, err := s.StoreRaw(ctx, RawMeta{UID: 1}, strings.NewReader(raw))
+	if err != nil || dup {
+		t.Fatal(err, dup)
+	}
+	// The same message fetched again after a crash before the IMAP mark.
+	id2, dup, err := s.StoreRaw(ctx, RawMeta{UID: 1}, strings.NewReader(raw))
+	if err != nil || !dup || id2 != id1 {
+		t.Fatalf("refetch: id %d dup %v err %v", id2, dup, err)
+	}
+	// The same Message-ID with other content is another message.
+	id3, dup, _ := s.StoreRaw(ctx, RawMeta{UID: 2}, strings.NewReader(raw+"more"))
+	if dup || id3 == id1 {
+		t.Errorf("changed content taken for a duplicate")
+	}
+	// Without a Message-ID the content alone dedupes.
+	a, _, _ := s.StoreRaw(ctx, RawMeta{}, strings.NewReader("Subject: x\r\n\r\nbody"))
+	b, dup, _ := s.StoreRaw(ctx, RawMeta{}, strings.NewReader("Subject: x\r\n\r\nbody"))
+	if !dup || a != b {
+		t.Errorf("no Message-ID: %d %d %v", a, b, dup)
+	}
+	pending, _ := s.PendingInbound(ctx, 10)
+	if len(pending) != 3 || pending[0].MessageID != "<x@mail.example>" {
+		t.Errorf("pending %+v", pending)
+	}
+	f, _ := s.OpenInbound(pending[0])
+	body, _ := io.ReadAll(f)
+	f.Close()
+	if string(body) != raw {
+		t.Errorf("raw bytes changed")
+	}
+	s.MarkInbound(ctx, pending[1].ID, InboundQuarantined, "no case reference", 0, t0)
+	q, _ := s.Quarantined(ctx)
+	if len(q) != 1 || q[0].Reason != "no case reference" {
+		t.Errorf("quarantine %+v", q)
+	}
+}
+
+func TestAuditChainDetectsTampering(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	c := newCase(t, s, procedure.StateIntake, t0)
+	var entries []AuditEntry
+	for i := range 5 {
+		entries = append(entries, AuditEntry{Event: fmt.Sprintf("e%d", i), Detail: "d"})
+	}
+	entries[2].Disclosure = &procedure.Disclosure{To: procedure.RoleSO, Email: "so@x", Documents: []string{"ab"}, Consent: "form v1", At: t0}
+	if _, err := s.Apply(ctx, Decision{Case: c, Audit: entries, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.VerifyAudit(ctx); err != nil || n != 5 {
+		t.Fatalf("verify: %d %v", n, err)
+	}
+	log, _ := s.AuditLog(ctx, 0)
+	if log[2].Disclosure == nil || log[2].Disclosure.Documents[0] != "ab" {
+		t.Errorf("disclosure not kept: %+v", log[2])
+	}
+	// The log refuses changes...
+	if _, err := s.db.ExecContext(ctx, `UPDATE audit SET detail = 'x' WHERE id = 3`); err == nil {
+		t.Fatal("the audit log accepted an update")
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit WHERE id = 3`); err == nil {
+		t.Fatal("the audit log accepted a delete")
+	}
+	// ...and a change made around the trigger is found.
+	s.db.ExecContext(ctx, `DROP TRIGGER audit_no_update`)
+	s.db.ExecContext(ctx, `UPDATE audit SET detail = 'forged' WHERE id = 3`)
+	if _, err := s.VerifyAudit(ctx); !errors.Is(err, ErrAuditBroken) || !strings.Contains(err.Error(), "entry 3") {
+		t.Errorf("tampering: %v", err)
+	}
+}
+
+func TestCasesListAndOverdue(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateChoosing, t0.Add(time.Hour)), Now: t0})
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateIntake, t0.Add(72*time.Hour)), Now: t0})
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateCompleted, time.Time{}), Now: t0})
+	all, _ := s.Cases(ctx, CaseFilter{})
+	if len(all) != 3 || all[0].State != procedure.StateChoosing {
+		t.Fatalf("%+v", all)
+	}
+	over, _ := s.Cases(ctx, CaseFilter{OverdueAt: t0.Add(2 * time.Hour)})
+	if len(over) != 1 || over[0].WaitingOn != "employee" {
+		t.Errorf("overdue %+v", over)
+	}
+	open, _ := s.Cases(ctx, CaseFilter{Open: true})
+	if len(open) != 2 {
+		t.Errorf("open %d", len(open))
+	}
+	if n, _ := s.EarlierRequests(ctx, "jan@x.example"); n != 3 {
+		t.Errorf("earlier requests %d", n)
+	}
+}
+
+func TestPurgeRemovesTheBytes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	rel, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed document"))
+	in, _, _ := s.StoreRaw(ctx, RawMeta{}, strings.NewReader("Message-ID: <p@x>\r\n\r\nmedical reply"))
+	c, err := s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateCompleted, time.Time{}), Inbound: in,
+		Documents: []DocumentRow{{SHA256: sha, Kind: "medical", Title: "Brief", Size: size, Path: rel}},
+		Outbox:    []OutboxRow{{MessageID: "<o@so>", From: "f", To: []string{"t"}, Body: []byte("body")}}, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inRow, _ := s.InboundByID(ctx, in)
+	c.State = procedure.StatePurged
+	if _, err := s.Apply(ctx, Decision{Case: c, Purge: true, Audit: []AuditEntry{{Event: "purged"}}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{rel, inRow.Path} {
+		if _, err := os.Stat(filepath.Join(s.Dir(), p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", p, err)
+		}
+	}
+	var n int
+	s.db.QueryRow(`SELECT COUNT(*) FROM outbox WHERE body IS NOT NULL`).Scan(&n)
+	if n != 0 {
+		t.Error("outgoing mail bodies kept")
+	}
+	if log, _ := s.AuditLog(ctx, c.ID); len(log) != 1 || log[0].Event != "purged" {
+		t.Errorf("deletion record %+v", log)
+	}
+}

@@ -1,0 +1,288 @@
+package mailin_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"secondopinion/internal/mailin"
+	"secondopinion/internal/testenv"
+)
+
+func startDovecot(t testing.TB, capability string) *testenv.Dovecot {
+	t.Helper()
+	return testenv.StartDovecot(t, testenv.DovecotOptions{
+		Users:      map[string]string{testUser: testPass},
+		Capability: capability,
+	})
+}
+
+// TestDovecotExactlyOnce: against a real Dovecot, mail delivered before the
+// ingester starts, while it runs, while Dovecot is down, and around a
+// Dovecot restart is each stored once as new and ends up marked.
+func TestDovecotExactlyOnce(t *testing.T) {
+	t.Parallel()
+	for _, processed := range []string{"", "Verwerkt"} {
+		name := "flag seen"
+		if processed != "" {
+			name = "move"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			d := startDovecot(t, "")
+			spool := newFileSpool(t)
+			notified := newCounter()
+			var logs logBuffer
+			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Notify: notified.inc, Logger: logs.logger()})
+			defer func() {
+				if t.Failed() {
+					t.Log(logs.String())
+				}
+			}()
+			ctx := waitCtx(t)
+			msgIDs := ids(5, "dovecot")
+
+			d.Deliver(testUser, testMessage(msgIDs[0])) // before the ingester runs
+			r := start(t, in)
+			notified.waitFor(t, ctx, 1)
+
+			d.Deliver(testUser, testMessage(msgIDs[1])) // while it runs (IDLE)
+			notified.waitFor(t, ctx, 2)
+
+			d.Stop()
+			d.Deliver(testUser, testMessage(msgIDs[2])) // while it is disconnected
+			d.Start()
+			notified.waitFor(t, ctx, 3)
+
+			d.Deliver(testUser, testMessage(msgIDs[3])) // just before a restart
+			d.Stop()
+			d.Start()
+			d.Deliver(testUser, testMessage(msgIDs[4])) // just after it
+			notified.waitFor(t, ctx, 5)
+			r.stop(t)
+
+			for _, id := range msgIDs {
+				if n := uniqueIDs(spool.snapshot())[id]; n != 1 {
+					t.Errorf("%s stored as new %d times, want 1", id, n)
+				}
+			}
+			inbox := mailboxContents(t, d.Addr, "INBOX")
+			if processed == "" {
+				if len(inbox) != 5 {
+					t.Fatalf("INBOX has %d messages, want 5", len(inbox))
+				}
+				for _, m := range inbox {
+					if !m.Seen {
+						t.Errorf("%s not flagged \\Seen", m.MessageID)
+					}
+				}
+				return
+			}
+			if len(inbox) != 0 {
+				t.Errorf("INBOX still has %v", inbox)
+			}
+			if got := mailboxContents(t, d.Addr, processed); len(got) != 5 {
+				t.Errorf("%s has %d messages, want 5", processed, len(got))
+			}
+		})
+	}
+}
+
+// TestDovecotCrashBetweenStoreAndMark: a crash after the spool has the
+// message and before Dovecot has it marked; after the restart it is seen as
+// a duplicate, marked, and processed once.
+func TestDovecotCrashBetweenStoreAndMark(t *testing.T) {
+	t.Parallel()
+	d := startDovecot(t, "")
+	spool := newFileSpool(t)
+	id := "crash-dovecot@example.test"
+	d.Deliver(testUser, testMessage(id))
+
+	ctx, crash := context.WithCancel(context.Background())
+	defer crash()
+	spool.hook = func(record) { crash() }
+	if err := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt"}).Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if inbox := mailboxContents(t, d.Addr, "INBOX"); len(inbox) != 1 {
+		t.Fatalf("after the crash INBOX has %v, want the message still there", inbox)
+	}
+
+	spool.mu.Lock()
+	spool.hook = nil
+	spool.mu.Unlock()
+	start(t, newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt"}))
+	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 2 })
+	if err != nil {
+		t.Fatalf("message not fetched again: %v", err)
+	}
+	if recs[0].Stored.Duplicate || !recs[1].Stored.Duplicate || recs[0].Stored.ID != recs[1].Stored.ID {
+		t.Fatalf("stored = %+v then %+v, want new then duplicate of the same id", recs[0].Stored, recs[1].Stored)
+	}
+	waitMailbox(t, d.Addr, "Verwerkt", 1)
+	if inbox := mailboxContents(t, d.Addr, "INBOX"); len(inbox) != 0 {
+		t.Errorf("INBOX still has %v", inbox)
+	}
+}
+
+// TestDovecotWithoutIdle: a server that does not offer IDLE is polled.
+func TestDovecotWithoutIdle(t *testing.T) {
+	t.Parallel()
+	d := startDovecot(t, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UIDPLUS MOVE")
+	spool := newFileSpool(t)
+	notified := newCounter()
+	var logs logBuffer
+	start(t, newIngester(t, spool, mailin.Options{
+		Addr: d.Addr, PollInterval: 100 * time.Millisecond, Notify: notified.inc, Logger: logs.logger(),
+	}))
+	ctx := waitCtx(t)
+	for i, id := range ids(2, "poll") {
+		d.Deliver(testUser, testMessage(id))
+		notified.waitFor(t, ctx, i+1)
+	}
+	if t.Failed() {
+		t.Log(logs.String())
+	}
+}
+
+// largeMessage is a generated message of about size bytes, produced as a
+// stream so the test itself does not hold it in memory.
+func largeMessage(size int64) io.Reader {
+	head := "From: Bedrijfsarts <arts@example.test>\r\nTo: svc@example.test\r\n" +
+		"Subject: dossier\r\nMessage-ID: <large@example.test>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	line := "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n"
+	n := (size - int64(len(head))) / int64(len(line))
+	return io.MultiReader(newStringReader(head), &repeatReader{s: line, n: n})
+}
+
+func newStringReader(s string) io.Reader { return &repeatReader{s: s, n: 1} }
+
+// repeatReader yields s n times.
+type repeatReader struct {
+	s   string
+	n   int64
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 && r.n > 0 {
+		c := copy(p, r.s[r.off:])
+		p, total, r.off = p[c:], total+c, r.off+c
+		if r.off == len(r.s) {
+			r.off, r.n = 0, r.n-1
+		}
+	}
+	if total == 0 && r.n == 0 {
+		return 0, io.EOF
+	}
+	return total, nil
+}
+
+// heapPeak samples the live heap until stop is closed and returns the
+// highest value seen.
+func heapPeak(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak uint64
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return out
+}
+
+// ingestLarge delivers a message of size bytes to Dovecot, ingests it, and
+// returns the peak heap while doing so and how long the ingest took.
+func ingestLarge(t testing.TB, d *testenv.Dovecot, size int64) (peak uint64, took time.Duration, rec record) {
+	t.Helper()
+	h := sha256.New()
+	d.DeliverFrom(testUser, io.TeeReader(largeMessage(size), h))
+	want := hex.EncodeToString(h.Sum(nil))
+
+	spool := newFileSpool(t)
+	notified := newCounter()
+	in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt", Notify: notified.inc})
+	runtime.GC()
+	stop := make(chan struct{})
+	peakCh := heapPeak(stop)
+	begin := time.Now()
+	r := start(t, in)
+	notified.waitFor(t, waitCtx(t), 1)
+	took = time.Since(begin)
+	close(stop)
+	peak = <-peakCh
+	r.stop(t)
+
+	recs := spool.snapshot()
+	if len(recs) != 1 {
+		t.Fatalf("%d stores, want 1", len(recs))
+	}
+	rec = recs[0]
+	if rec.SHA256 != want {
+		t.Fatalf("stored message differs from the delivered one (sha256 %s, want %s)", rec.SHA256, want)
+	}
+	for _, r := range recs {
+		os.Remove(r.Path)
+	}
+	return peak, took, rec
+}
+
+// TestDovecotLargeMessage: a 50 MB message is streamed through with a
+// bounded heap, stored whole and flagged Oversize (default limit 25 MiB).
+// Not parallel, so that the heap figure is this test's alone.
+func TestDovecotLargeMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 MB through Dovecot")
+	}
+	d := startDovecot(t, "")
+	const size = 50 << 20
+	peak, took, rec := ingestLarge(t, d, size)
+	t.Logf("ingested %d MB in %v, peak heap %.1f MB", rec.Raw.Size>>20, took.Round(time.Millisecond), float64(peak)/(1<<20))
+	if !rec.Raw.Oversize {
+		t.Errorf("a %d byte message is not flagged Oversize", rec.Raw.Size)
+	}
+	if rec.Raw.Size < size-100 {
+		t.Errorf("Size = %d, want about %d", rec.Raw.Size, size)
+	}
+	if peak > 32<<20 {
+		t.Errorf("peak heap %.1f MB while ingesting 50 MB, want < 32 MB", float64(peak)/(1<<20))
+	}
+}
+
+// BenchmarkIngest50MB reports throughput and peak heap for one 50 MB message
+// through a real Dovecot.
+func BenchmarkIngest50MB(b *testing.B) {
+	d := startDovecot(b, "")
+	const size = 50 << 20
+	var (
+		worst uint64
+		total time.Duration
+		n     int
+	)
+	// Each round includes writing the message into the maildir; the
+	// ingest alone is reported as ingest-MB/s.
+	for b.Loop() {
+		peak, took, _ := ingestLarge(b, d, size)
+		worst, total, n = max(worst, peak), total+took, n+1
+	}
+	b.ReportMetric(float64(size)/(1<<20)/(total/time.Duration(n)).Seconds(), "ingest-MB/s")
+	b.ReportMetric(float64(worst)/(1<<20), "peak-heap-MB")
+}

@@ -1,0 +1,327 @@
+package mailin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
+	"secondopinion/internal/mailin"
+)
+
+const (
+	testUser = "svc"
+	testPass = "secret"
+)
+
+// memIMAP is an in-process go-imap server with one user.
+type memIMAP struct {
+	addr string
+	user *imapmemserver.User
+}
+
+type memOptions struct {
+	caps      imap.CapSet
+	tls       *tls.Config // STARTTLS offered when set
+	implicitT bool        // serve implicit TLS with tls
+}
+
+func startMemIMAP(t testing.TB, o memOptions) *memIMAP {
+	t.Helper()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(testUser, testPass)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	mem.AddUser(u)
+	caps := o.caps
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}}
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:         caps,
+		InsecureAuth: true,
+		TLSConfig:    o.tls,
+		Logger:       discardLogger{},
+	})
+	var ln net.Listener
+	var err error
+	if o.implicitT {
+		ln, err = tls.Listen("tcp", "127.0.0.1:0", o.tls)
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return &memIMAP{addr: ln.Addr().String(), user: u}
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
+
+func (m *memIMAP) deliver(t testing.TB, raw []byte) {
+	t.Helper()
+	if _, err := m.user.Append("INBOX", bytes.NewReader(raw), &imap.AppendOptions{Time: time.Now()}); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+}
+
+// testMessage is a small message with the given Message-ID.
+func testMessage(id string) []byte {
+	return []byte("From: Werknemer <w@example.test>\r\nTo: svc@example.test\r\n" +
+		"Subject: Re: [SO-2026-0042] keuze\r\nMessage-ID: <" + id + ">\r\n" +
+		"Date: Mon, 02 Feb 2026 10:00:00 +0100\r\n\r\nDe tweede graag.\r\n")
+}
+
+// mailboxMessage is what a user of the mailbox sees of one message.
+type mailboxMessage struct {
+	MessageID string
+	Seen      bool
+}
+
+// mailboxContents lists a mailbox over IMAP, as a mail client would.
+func mailboxContents(t testing.TB, addr, mailbox string) []mailboxMessage {
+	t.Helper()
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	if err := c.Login(testUser, testPass).Wait(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("select %s: %v", mailbox, err)
+	}
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: sel.NumMessages}}, &imap.FetchOptions{Envelope: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	var out []mailboxMessage
+	for _, m := range msgs {
+		mm := mailboxMessage{MessageID: m.Envelope.MessageID}
+		for _, f := range m.Flags {
+			if f == imap.FlagSeen {
+				mm.Seen = true
+			}
+		}
+		out = append(out, mm)
+	}
+	return out
+}
+
+// logBuffer collects log output safely across goroutines.
+type logBuffer struct {
+	mu      sync.Mutex
+	b       strings.Builder
+	changed chan struct{}
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+	return l.b.Write(p)
+}
+
+// waitFor blocks until the log contains s, or ctx ends.
+func (l *logBuffer) waitFor(ctx context.Context, s string) bool {
+	for {
+		l.mu.Lock()
+		if strings.Contains(l.b.String(), s) {
+			l.mu.Unlock()
+			return true
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// counter counts Notify calls (each is a message stored and marked).
+type counter struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{}
+}
+
+func newCounter() *counter { return &counter{changed: make(chan struct{})} }
+
+func (c *counter) inc() {
+	c.mu.Lock()
+	c.n++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *counter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// waitFor blocks until the count reaches n.
+func (c *counter) waitFor(t testing.TB, ctx context.Context, n int) {
+	t.Helper()
+	for {
+		c.mu.Lock()
+		got, ch := c.n, c.changed
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d messages stored and marked, want %d: %v", got, n, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// running is an Ingester running in the background.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// start runs in until stop (or the test's end).
+func start(t testing.TB, in *mailin.Ingester) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- in.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	})
+}
+
+func newIngester(t testing.TB, spool mailin.Spool, o mailin.Options) *mailin.Ingester {
+	t.Helper()
+	if o.Security == "" {
+		o.Security = mailin.SecurityPlain
+	}
+	o.Username, o.Password = testUser, testPass
+	if o.Backoff == (mailin.Backoff{}) {
+		o.Backoff = mailin.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	in, err := mailin.New(spool, &o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return in
+}
+
+func waitCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// selfSigned returns a server TLS config for 127.0.0.1 and a client config
+// that trusts it.
+func selfSigned(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "imap.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	client = &tls.Config{RootCAs: pool}
+	return server, client
+}
+
+func ids(n int, prefix string) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s-%d@example.test", prefix, i))
+	}
+	return out
+}

@@ -1,0 +1,559 @@
+// Package mailin owns inbound mail transport: it reads the service mailbox
+// over IMAP (RFC 9051, IMAP4rev1 RFC 3501 with IDLE RFC 2177 and MOVE
+// RFC 6851) and hands each raw message to the spool.
+//
+// Delivery is at least once. A message is stored durably in the spool
+// BEFORE it is marked on the server (moved to the processed folder, or
+// flagged \Seen), so a crash between the two makes the message come back;
+// the spool recognises it by Message-ID and content hash and it is only
+// marked then. Bodies are streamed from the IMAP literal into the spool with
+// a fixed buffer, so memory does not grow with message size. Messages over
+// the size limit are still stored, flagged Oversize, for quarantine; they are
+// never parsed here.
+//
+// The loop connects, logs in, selects the mailbox, checks UIDVALIDITY
+// (RFC 3501 section 2.3.1.1: a change invalidates every UID; since the
+// unprocessed set is found by SEARCH, not by a remembered UID, a change only
+// means everything unprocessed is fetched again and the spool dedupes it),
+// ingests all unprocessed messages, then waits with IDLE, or polls when the
+// server has no IDLE. Any error ends the session and the loop reconnects
+// with exponential backoff.
+package mailin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Raw describes one message as found on the IMAP server.
+type Raw struct {
+	// Mailbox is the mailbox it was read from.
+	Mailbox string
+	// UIDValidity and UID identify it on the server (RFC 3501 2.3.1.1).
+	UIDValidity, UID uint32
+	// Size is RFC822.SIZE as the server reported it.
+	Size int64
+	// Oversize is set when Size exceeds Options.MaxSize: the message must be
+	// kept and quarantined, never parsed.
+	Oversize bool
+	// InternalDate is when the server received it.
+	InternalDate time.Time
+}
+
+// Stored is the spool's answer for one message.
+type Stored struct {
+	// ID is the spool's id of the stored message (of the first copy, for a
+	// duplicate).
+	ID int64
+	// Duplicate is set when the spool already had this message (same
+	// Message-ID and content hash), e.g. after a crash before it was marked.
+	Duplicate bool
+}
+
+// Spool is where raw inbound messages go (the store's inbound table).
+//
+// Store must read body to EOF and make the bytes durable before it returns
+// without error: the message is marked on the server right after. It must be
+// idempotent on Message-ID + content hash, answering Duplicate for a message
+// it already has. It must not hold the whole body in memory.
+type Spool interface {
+	Store(ctx context.Context, m Raw, body io.Reader) (Stored, error)
+}
+
+// Security is how the IMAP connection is protected.
+type Security string
+
+const (
+	// SecurityTLS is implicit TLS (imaps, port 993). The default.
+	SecurityTLS Security = "tls"
+	// SecurityStartTLS upgrades a plain connection with STARTTLS (port 143).
+	SecurityStartTLS Security = "starttls"
+	// SecurityPlain is no encryption at all; only allowed to a loopback
+	// address (a local Dovecot, tests, the demo).
+	SecurityPlain Security = "plain"
+)
+
+// Backoff bounds the delay between reconnect attempts; it doubles from Min
+// to Max and returns to Min after a session got as far as selecting the
+// mailbox.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultMailbox      = "INBOX"
+	DefaultMaxSize      = 25 << 20 // 25 MiB, the common provider limit
+	DefaultPollInterval = time.Minute
+	DefaultBackoffMin   = time.Second
+	DefaultBackoffMax   = 2 * time.Minute
+)
+
+// Options configures an Ingester. Zero fields take the defaults.
+type Options struct {
+	// Addr is host:port of the IMAP server.
+	Addr string
+	// Security is tls (default), starttls or plain (loopback only).
+	Security Security
+	// TLSConfig is used for tls and starttls; nil means the system roots
+	// and the host name from Addr.
+	TLSConfig *tls.Config
+	// Username and Password log in (LOGIN command).
+	Username, Password string
+	// Mailbox is read for new mail; default INBOX.
+	Mailbox string
+	// ProcessedMailbox receives each message once it is stored (MOVE, or
+	// COPY + \Deleted + EXPUNGE on a server without MOVE); it is created if
+	// missing. Empty means messages stay and are flagged \Seen instead, and
+	// \Seen messages are skipped, so nobody else may read the mailbox with a
+	// client that sets \Seen.
+	ProcessedMailbox string
+	// MaxSize is the size above which a message is stored with Oversize set;
+	// default DefaultMaxSize. Negative means no limit.
+	MaxSize int64
+	// PollInterval is how often to look for new mail when the server has no
+	// IDLE; default DefaultPollInterval.
+	PollInterval time.Duration
+	// Backoff bounds the reconnect delay; defaults DefaultBackoffMin/Max.
+	Backoff Backoff
+	// Logger gets one line per ingested message and per reconnect; default
+	// slog.Default(). Nothing of the message content is logged.
+	Logger *slog.Logger
+	// Notify, if set, is called after each newly stored message has also
+	// been marked on the server (not for duplicates), to kick the engine's
+	// loop. It must not block.
+	Notify func()
+	// ObserveLag, if set, gets the ingest lag of each newly stored message:
+	// from INTERNALDATE (whole seconds) to stored.
+	ObserveLag func(time.Duration)
+	// Now is the clock for the lag; default time.Now.
+	Now func() time.Time
+}
+
+// ErrPlainNotLoopback is returned by New for Security plain to a host that
+// is not a loopback address: the password would cross the network in clear.
+var ErrPlainNotLoopback = errors.New("mailin: plain IMAP is only allowed to a loopback address")
+
+// ErrBadOptions is wrapped by New for any other invalid option.
+var ErrBadOptions = errors.New("mailin: invalid options")
+
+// Ingester reads one IMAP mailbox into a Spool.
+type Ingester struct {
+	spool Spool
+	opts  Options
+	log   *slog.Logger
+
+	// uidValidity is the last seen UIDVALIDITY, to notice a change across
+	// reconnects.
+	uidValidity uint32
+}
+
+// New checks opts and returns an Ingester that feeds spool.
+func New(spool Spool, opts *Options) (*Ingester, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if spool == nil {
+		return nil, fmt.Errorf("%w: nil spool", ErrBadOptions)
+	}
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: addr %q: %v", ErrBadOptions, o.Addr, err)
+	}
+	switch o.Security {
+	case "":
+		o.Security = SecurityTLS
+	case SecurityTLS, SecurityStartTLS:
+	case SecurityPlain:
+		if !isLoopback(host) {
+			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, o.Addr)
+		}
+	default:
+		return nil, fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, o.Security)
+	}
+	if o.Username == "" {
+		return nil, fmt.Errorf("%w: empty username", ErrBadOptions)
+	}
+	if o.Mailbox == "" {
+		o.Mailbox = DefaultMailbox
+	}
+	if o.ProcessedMailbox == o.Mailbox {
+		return nil, fmt.Errorf("%w: processed mailbox %q is the mailbox read", ErrBadOptions, o.ProcessedMailbox)
+	}
+	if o.MaxSize == 0 {
+		o.MaxSize = DefaultMaxSize
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Backoff.Min <= 0 {
+		o.Backoff.Min = DefaultBackoffMin
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = DefaultBackoffMax
+	}
+	if o.Backoff.Max < o.Backoff.Min {
+		o.Backoff.Max = o.Backoff.Min
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Ingester{
+		spool: spool,
+		opts:  o,
+		log:   o.Logger.With("imap", o.Addr, "mailbox", o.Mailbox),
+	}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run ingests until ctx is done, reconnecting after any error, and then
+// returns nil. Run may be called again after it returned, but not
+// concurrently. A message being stored when ctx ends is not marked; it comes
+// back on the next run and the spool reports it as a duplicate.
+func (in *Ingester) Run(ctx context.Context) error {
+	delay := in.opts.Backoff.Min
+	for attempt := 1; ; attempt++ {
+		selected, err := in.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if selected {
+			delay = in.opts.Backoff.Min
+			attempt = 1
+		}
+		wait := jitter(delay)
+		in.log.Warn("imap session ended; reconnecting", "err", err, "attempt", attempt, "in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		delay = min(delay*2, in.opts.Backoff.Max)
+	}
+}
+
+// jitter spreads reconnects of several daemons: d minus up to 20 %.
+func jitter(d time.Duration) time.Duration {
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// session runs one connection until it fails or ctx ends. selected reports
+// whether it got as far as selecting the mailbox (the backoff then resets).
+func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
+	kick := make(chan struct{}, 1)
+	c, err := in.dial(kick)
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close()
+	// Closing the connection unblocks every command, IDLE and literal read.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+
+	if err := c.Login(in.opts.Username, in.opts.Password).Wait(); err != nil {
+		return false, fmt.Errorf("login: %w", err)
+	}
+	if in.opts.ProcessedMailbox != "" {
+		if err := in.ensureMailbox(c, in.opts.ProcessedMailbox); err != nil {
+			return false, err
+		}
+	}
+	sel, err := c.Select(in.opts.Mailbox, nil).Wait()
+	if err != nil {
+		return false, fmt.Errorf("select %s: %w", in.opts.Mailbox, err)
+	}
+	if in.uidValidity != 0 && sel.UIDValidity != in.uidValidity {
+		in.log.Warn("UIDVALIDITY changed; fetching every unprocessed message again",
+			"old", in.uidValidity, "new", sel.UIDValidity)
+	}
+	in.uidValidity = sel.UIDValidity
+	idle := c.Caps().Has(imap.CapIdle)
+
+	for {
+		// A kick from before this pass is covered by it.
+		select {
+		case <-kick:
+		default:
+		}
+		if err := in.ingestAll(ctx, c, sel.UIDValidity); err != nil {
+			return true, err
+		}
+		if idle {
+			err = in.idle(ctx, c, kick)
+		} else {
+			err = in.poll(ctx, c)
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+}
+
+func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
+	opts := &imapclient.Options{
+		TLSConfig: in.opts.TLSConfig,
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
+				if data.NumMessages != nil {
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
+				}
+			},
+		},
+	}
+	var (
+		c   *imapclient.Client
+		err error
+	)
+	switch in.opts.Security {
+	case SecurityTLS:
+		c, err = imapclient.DialTLS(in.opts.Addr, opts)
+	case SecurityStartTLS:
+		c, err = imapclient.DialStartTLS(in.opts.Addr, opts)
+	default:
+		c, err = imapclient.DialInsecure(in.opts.Addr, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	return c, nil
+}
+
+// ensureMailbox creates name unless it exists.
+func (in *Ingester) ensureMailbox(c *imapclient.Client, name string) error {
+	l, err := c.List("", name, nil).Collect()
+	if err != nil {
+		return fmt.Errorf("list %s: %w", name, err)
+	}
+	if len(l) > 0 {
+		return nil
+	}
+	if err := c.Create(name, nil).Wait(); err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+			return nil
+		}
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	in.log.Info("created processed mailbox", "processed", name)
+	return nil
+}
+
+// ingestAll stores and marks every unprocessed message, oldest UID first.
+func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidValidity uint32) error {
+	criteria := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
+	if in.opts.ProcessedMailbox == "" {
+		criteria.NotFlag = append(criteria.NotFlag, imap.FlagSeen)
+	}
+	data, err := c.UIDSearch(criteria, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("search: %w", err)
+	}
+	set, ok := data.All.(imap.UIDSet)
+	if !ok || len(set) == 0 {
+		return nil
+	}
+	if _, ok := set.Nums(); !ok {
+		return fmt.Errorf("search: server returned a dynamic UID set %v", set)
+	}
+
+	// Metadata first, bodies one at a time: the order of items in a FETCH
+	// response is the server's choice, and the UID, size and date must be
+	// known before the body is streamed.
+	metas, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
+	if err != nil {
+		return fmt.Errorf("fetch metadata: %w", err)
+	}
+	sort.Slice(metas, func(i, j int) bool { return metas[i].UID < metas[j].UID })
+	for _, m := range metas {
+		if m.UID == 0 {
+			continue
+		}
+		raw := Raw{
+			Mailbox:      in.opts.Mailbox,
+			UIDValidity:  uidValidity,
+			UID:          uint32(m.UID),
+			Size:         m.RFC822Size,
+			Oversize:     in.opts.MaxSize > 0 && m.RFC822Size > in.opts.MaxSize,
+			InternalDate: m.InternalDate,
+		}
+		if err := in.ingestOne(ctx, c, raw); err != nil {
+			return fmt.Errorf("uid %d: %w", raw.UID, err)
+		}
+	}
+	return nil
+}
+
+// ingestOne streams one body into the spool, then marks the message.
+func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, raw Raw) error {
+	start := time.Now()
+	uid := imap.UIDSetNum(imap.UID(raw.UID))
+	cmd := c.Fetch(uid, &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	msg := cmd.Next()
+	if msg == nil {
+		// Expunged by someone else meanwhile.
+		return cmd.Close()
+	}
+	var lit imap.LiteralReader
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+			lit = b.Literal
+			break
+		}
+	}
+	if lit == nil {
+		if err := cmd.Close(); err != nil {
+			return fmt.Errorf("fetch body: %w", err)
+		}
+		return errors.New("fetch body: server sent no body")
+	}
+
+	body := &countingReader{r: lit}
+	stored, err := in.spool.Store(ctx, raw, body)
+	if err == nil && body.n != lit.Size() {
+		err = fmt.Errorf("spool read %d of %d bytes", body.n, lit.Size())
+	}
+	if err != nil {
+		// Drop the connection rather than download the rest: the literal
+		// then fails fast and the client's reader is released.
+		c.Close()
+		_, _ = io.Copy(io.Discard, lit)
+		_ = cmd.Close()
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("fetch body: %w", err)
+	}
+	// Stored but not yet marked: the window a crash may hit. Whatever ended
+	// ctx, nothing more may happen on the server.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := in.mark(c, uid); err != nil {
+		return err
+	}
+
+	lag := in.opts.Now().Sub(raw.InternalDate)
+	in.log.Info("mail ingested", "uid", raw.UID, "size", raw.Size, "oversize", raw.Oversize,
+		"id", stored.ID, "duplicate", stored.Duplicate, "lag", lag.Round(time.Millisecond),
+		"took", time.Since(start).Round(time.Millisecond))
+	if !stored.Duplicate {
+		if in.opts.ObserveLag != nil {
+			in.opts.ObserveLag(lag)
+		}
+		if in.opts.Notify != nil {
+			in.opts.Notify()
+		}
+	}
+	return nil
+}
+
+// mark records on the server that the message is stored.
+func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
+	if in.opts.ProcessedMailbox == "" {
+		err := c.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+		if err != nil {
+			return fmt.Errorf("flag \\Seen: %w", err)
+		}
+		return nil
+	}
+	// The library falls back to COPY + STORE \Deleted + (UID) EXPUNGE on a
+	// server without MOVE.
+	if _, err := c.Move(uid, in.opts.ProcessedMailbox).Wait(); err != nil {
+		return fmt.Errorf("move to %s: %w", in.opts.ProcessedMailbox, err)
+	}
+	return nil
+}
+
+// idle waits in IDLE until the server reports new mail, the connection
+// fails or ctx ends.
+func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan struct{}) error {
+	cmd, err := c.Idle()
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-kick:
+	case <-ctx.Done():
+		_ = cmd.Close()
+		<-done
+		return ctx.Err()
+	case err := <-done:
+		_ = cmd.Close()
+		if err == nil {
+			err = errors.New("server ended IDLE")
+		}
+		return fmt.Errorf("idle: %w", err)
+	}
+	if err := cmd.Close(); err != nil {
+		<-done
+		return fmt.Errorf("idle done: %w", err)
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	return nil
+}
+
+// poll waits PollInterval for a server without IDLE, then sends NOOP: the
+// command that makes a server look for new mail (Dovecot does not rescan
+// the mailbox for SEARCH alone).
+func (in *Ingester) poll(ctx context.Context, c *imapclient.Client) error {
+	t := time.NewTimer(in.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if err := c.Noop().Wait(); err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,363 @@
+package mailin_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"secondopinion/internal/mailin"
+)
+
+func TestNewOptions(t *testing.T) {
+	t.Parallel()
+	spool := newFileSpool(t)
+	tests := []struct {
+		name    string
+		opts    mailin.Options
+		wantErr error
+	}{
+		{"plain to loopback v4", mailin.Options{Addr: "127.0.0.1:143", Security: mailin.SecurityPlain, Username: "u"}, nil},
+		{"plain to loopback v6", mailin.Options{Addr: "[::1]:143", Security: mailin.SecurityPlain, Username: "u"}, nil},
+		{"plain to localhost", mailin.Options{Addr: "localhost:143", Security: mailin.SecurityPlain, Username: "u"}, nil},
+		{"plain to a remote host", mailin.Options{Addr: "imap.example.org:143", Security: mailin.SecurityPlain, Username: "u"}, mailin.ErrPlainNotLoopback},
+		{"plain to a remote address", mailin.Options{Addr: "192.0.2.1:143", Security: mailin.SecurityPlain, Username: "u"}, mailin.ErrPlainNotLoopback},
+		{"tls by default", mailin.Options{Addr: "imap.example.org:993", Username: "u"}, nil},
+		{"starttls", mailin.Options{Addr: "imap.example.org:143", Security: mailin.SecurityStartTLS, Username: "u"}, nil},
+		{"unknown security", mailin.Options{Addr: "imap.example.org:993", Security: "ssl3", Username: "u"}, mailin.ErrBadOptions},
+		{"no port", mailin.Options{Addr: "imap.example.org", Username: "u"}, mailin.ErrBadOptions},
+		{"no username", mailin.Options{Addr: "imap.example.org:993"}, mailin.ErrBadOptions},
+		{"processed is the inbox", mailin.Options{Addr: "imap.example.org:993", Username: "u", ProcessedMailbox: "INBOX"}, mailin.ErrBadOptions},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := mailin.New(spool, &tt.opts)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("New: err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestIngest: mail already waiting and mail arriving while the ingester
+// runs is stored once each and ends up marked, in every marking mode.
+func TestIngest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		caps      imap.CapSet
+		processed string
+	}{
+		{"flag seen", nil, ""},
+		{"move", nil, "Verwerkt"},
+		{"copy and expunge without MOVE", imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}}, "Verwerkt"},
+		{"copy and expunge without UIDPLUS", imap.CapSet{imap.CapIMAP4rev1: {}}, "Verwerkt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startMemIMAP(t, memOptions{caps: tt.caps})
+			spool := newFileSpool(t)
+			notified := newCounter()
+			var lagMu sync.Mutex
+			var lags []time.Duration
+			in := newIngester(t, spool, mailin.Options{
+				Addr: srv.addr, ProcessedMailbox: tt.processed,
+				Notify: notified.inc,
+				ObserveLag: func(d time.Duration) {
+					lagMu.Lock()
+					lags = append(lags, d)
+					lagMu.Unlock()
+				},
+			})
+			msgIDs := ids(4, "ingest")
+			srv.deliver(t, testMessage(msgIDs[0]))
+			srv.deliver(t, testMessage(msgIDs[1]))
+			r := start(t, in)
+			ctx := waitCtx(t)
+			if _, err := spool.waitFor(ctx, hasNew(msgIDs[:2]...)); err != nil {
+				t.Fatalf("waiting mail not stored: %v", err)
+			}
+			srv.deliver(t, testMessage(msgIDs[2]))
+			srv.deliver(t, testMessage(msgIDs[3]))
+			notified.waitFor(t, ctx, 4)
+			r.stop(t)
+
+			recs := spool.snapshot()
+			if len(recs) != 4 {
+				t.Errorf("spool got %d Store calls, want 4", len(recs))
+			}
+			for id, n := range uniqueIDs(recs) {
+				if n != 1 {
+					t.Errorf("%s stored %d times", id, n)
+				}
+			}
+			for _, r := range recs {
+				if r.Raw.Mailbox != "INBOX" || r.Raw.UID == 0 || r.Raw.UIDValidity == 0 || r.Raw.Size == 0 || r.Raw.Oversize {
+					t.Errorf("unexpected Raw %+v", r.Raw)
+				}
+				if fi, err := os.Stat(r.Path); err != nil || fi.Size() != r.Raw.Size {
+					t.Errorf("stored file for %s: %v, size %d, want %d", r.MessageID, err, fi.Size(), r.Raw.Size)
+				}
+			}
+			if got := notified.get(); got != 4 {
+				t.Errorf("Notify called %d times, want 4", got)
+			}
+			lagMu.Lock()
+			if len(lags) != 4 {
+				t.Errorf("ObserveLag called %d times, want 4", len(lags))
+			}
+			lagMu.Unlock()
+
+			inbox := mailboxContents(t, srv.addr, "INBOX")
+			if tt.processed == "" {
+				if len(inbox) != 4 {
+					t.Fatalf("INBOX has %d messages, want 4 (flagged)", len(inbox))
+				}
+				for _, m := range inbox {
+					if !m.Seen {
+						t.Errorf("%s not flagged \\Seen", m.MessageID)
+					}
+				}
+				return
+			}
+			if len(inbox) != 0 {
+				t.Errorf("INBOX still has %v", inbox)
+			}
+			if got := mailboxContents(t, srv.addr, tt.processed); len(got) != 4 {
+				t.Errorf("%s has %d messages, want 4", tt.processed, len(got))
+			}
+		})
+	}
+}
+
+// TestIngestSecurity: implicit TLS and STARTTLS connect and verify the
+// server certificate.
+func TestIngestSecurity(t *testing.T) {
+	t.Parallel()
+	serverTLS, clientTLS := selfSigned(t)
+	tests := []struct {
+		name     string
+		security mailin.Security
+		implicit bool
+	}{
+		{"implicit tls", mailin.SecurityTLS, true},
+		{"starttls", mailin.SecurityStartTLS, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startMemIMAP(t, memOptions{tls: serverTLS, implicitT: tt.implicit})
+			spool := newFileSpool(t)
+			in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Security: tt.security, TLSConfig: clientTLS})
+			id := tt.name + "@example.test"
+			srv.deliver(t, testMessage(id))
+			start(t, in)
+			if _, err := spool.waitFor(waitCtx(t), hasNew(id)); err != nil {
+				t.Fatalf("not stored over %s: %v", tt.security, err)
+			}
+		})
+	}
+}
+
+// TestIngestUntrustedCertificate: a certificate the client does not trust
+// ends the session before login; nothing is read.
+func TestIngestUntrustedCertificate(t *testing.T) {
+	t.Parallel()
+	serverTLS, _ := selfSigned(t)
+	srv := startMemIMAP(t, memOptions{tls: serverTLS, implicitT: true})
+	srv.deliver(t, testMessage("untrusted@example.test"))
+	var logs logBuffer
+	spool := newFileSpool(t)
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Security: mailin.SecurityTLS, Logger: logs.logger()})
+	r := start(t, in)
+	if !logs.waitFor(waitCtx(t), "certificate") {
+		t.Fatalf("log does not name the certificate problem:\n%s", logs.String())
+	}
+	r.stop(t)
+	if got := spool.snapshot(); len(got) != 0 {
+		t.Errorf("message read over an untrusted TLS connection: %+v", got)
+	}
+}
+
+// TestIngestCrashBetweenStoreAndMark: the process dies after the spool has
+// the message and before it is marked. The next run finds it unmarked, the
+// spool says duplicate, and only then is it marked: processed once.
+func TestIngestCrashBetweenStoreAndMark(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	id := "crash@example.test"
+	srv.deliver(t, testMessage(id))
+
+	ctx, crash := context.WithCancel(context.Background())
+	defer crash()
+	spool.hook = func(record) { crash() }
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt"})
+	if err := in.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if inbox := mailboxContents(t, srv.addr, "INBOX"); len(inbox) != 1 {
+		t.Fatalf("after the crash INBOX has %v, want the message still there", inbox)
+	}
+
+	spool.mu.Lock()
+	spool.hook = nil
+	spool.mu.Unlock()
+	start(t, newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt"}))
+	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 2 })
+	if err != nil {
+		t.Fatalf("message not fetched again: %v", err)
+	}
+	if recs[0].Stored.Duplicate || !recs[1].Stored.Duplicate || recs[0].Stored.ID != recs[1].Stored.ID {
+		t.Fatalf("stored = %+v then %+v, want new then duplicate of the same id", recs[0].Stored, recs[1].Stored)
+	}
+	waitMailbox(t, srv.addr, "Verwerkt", 1)
+	if inbox := mailboxContents(t, srv.addr, "INBOX"); len(inbox) != 0 {
+		t.Errorf("INBOX still has %v", inbox)
+	}
+}
+
+// waitMailbox waits until a mailbox holds n messages. Marking happens right
+// after the spool returns, so there is no event to wait on from outside;
+// this polls briefly and is bounded.
+func waitMailbox(t testing.TB, addr, mailbox string, n int) []mailboxMessage {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := mailboxContents(t, addr, mailbox)
+		if len(got) == n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("%s has %d messages, want %d", mailbox, len(got), n)
+			}
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIngestUIDValidityChange: the mailbox is recreated (new UIDVALIDITY,
+// flags lost) while the ingester is away. Everything is fetched again, the
+// spool recognises what it has, and all ends up marked.
+func TestIngestUIDValidityChange(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	var logs logBuffer
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: logs.logger()})
+	old, fresh := "old@example.test", "fresh@example.test"
+	srv.deliver(t, testMessage(old))
+	r := start(t, in)
+	if _, err := spool.waitFor(waitCtx(t), hasNew(old)); err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+
+	if err := srv.user.Delete("INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.user.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.deliver(t, testMessage(old))
+	srv.deliver(t, testMessage(fresh))
+
+	start(t, in)
+	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := uniqueIDs(recs); n[old] != 1 || n[fresh] != 1 {
+		t.Errorf("new stores per id = %v, want one each", n)
+	}
+	if !recs[1].Stored.Duplicate || recs[1].Raw.UIDValidity == recs[0].Raw.UIDValidity {
+		t.Errorf("re-fetched %+v, want a duplicate under a new UIDVALIDITY", recs[1])
+	}
+	if !strings.Contains(logs.String(), "UIDVALIDITY changed") {
+		t.Errorf("UIDVALIDITY change not logged:\n%s", logs.String())
+	}
+	for range 2 {
+		inbox := waitMailbox(t, srv.addr, "INBOX", 2)
+		if inbox[0].Seen && inbox[1].Seen {
+			return
+		}
+	}
+}
+
+// TestIngestOversize: a message over MaxSize is stored whole, flagged
+// Oversize, and marked like any other.
+func TestIngestOversize(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, MaxSize: 1000, ProcessedMailbox: "Verwerkt"})
+	big := append(testMessage("big@example.test"), []byte(strings.Repeat("Bijlage regel.\r\n", 300))...)
+	srv.deliver(t, testMessage("small@example.test"))
+	srv.deliver(t, big)
+	start(t, in)
+	recs, err := spool.waitFor(waitCtx(t), hasNew("small@example.test", "big@example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		wantOver := r.MessageID == "big@example.test"
+		if r.Raw.Oversize != wantOver {
+			t.Errorf("%s: Oversize = %v, want %v", r.MessageID, r.Raw.Oversize, wantOver)
+		}
+		fi, err := os.Stat(r.Path)
+		if err != nil || fi.Size() != r.Raw.Size {
+			t.Errorf("%s: stored %v bytes (err %v), want all %d", r.MessageID, fi.Size(), err, r.Raw.Size)
+		}
+	}
+	waitMailbox(t, srv.addr, "Verwerkt", 2)
+}
+
+// TestIngestSpoolFailure: while the spool fails, the message is not marked
+// (it stays for the next attempt); once the spool works it is stored once.
+func TestIngestSpoolFailure(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	var logs logBuffer
+	var (
+		mu       sync.Mutex
+		failures int
+		unmarked = true
+	)
+	spool.fail = func(record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures < 2 {
+			failures++
+			// What a user of the mailbox sees while the store is down.
+			for _, m := range mailboxContents(t, srv.addr, "INBOX") {
+				unmarked = unmarked && !m.Seen
+			}
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: logs.logger()})
+	srv.deliver(t, testMessage("retry@example.test"))
+	start(t, in)
+	recs, err := spool.waitFor(waitCtx(t), hasNew("retry@example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failures != 2 || len(recs) != 1 || !unmarked {
+		t.Errorf("failures %d, stores %d, unmarked while failing %v; want 2, 1, true", failures, len(recs), unmarked)
+	}
+	if n := strings.Count(logs.String(), "reconnecting"); n < 2 {
+		t.Errorf("%d reconnect lines logged, want one per failure:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "disk full") {
+		t.Errorf("spool error not in the log:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,465 @@
+// Package mailworld is an in-process mail world for the demo and for fast
+// end-to-end tests: an SMTP server (RFC 5321) that accepts mail for the
+// configured domains and delivers it into an in-memory IMAP server
+// (RFC 9051), one IMAP user per address, the way Postfix delivers into the
+// maildirs Dovecot serves in production.
+//
+// Plus-addressing (local+tag@domain, as Postfix's recipient_delimiter = +)
+// delivers to local@domain; the reply-address tokens the daemon puts after
+// the '+' arrive intact in the message and in Delivered.To. An unknown
+// recipient in an accepted domain is refused with 550 5.1.1 and a foreign
+// domain with 554 5.7.1, as a real MTA without relaying would.
+//
+// Scripted participants and assertions read what was delivered with Inbox
+// and WaitFor; WaitFor is woken by each delivery, never by a timer.
+package mailworld
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Hostname is the name the world's servers give themselves.
+const Hostname = "mx.mailworld.test"
+
+// DefaultMaxMessageBytes is the default SMTP size limit.
+const DefaultMaxMessageBytes = 64 << 20
+
+// Options configures a World. The zero value is usable.
+type Options struct {
+	// Domains are accepted for delivery besides the domains of the users
+	// added with AddUser.
+	Domains []string
+	// MaxMessageBytes is the SMTP size limit; default DefaultMaxMessageBytes.
+	MaxMessageBytes int64
+	// OnAccept, if set, is called once per accepted message, after it has
+	// been delivered into every recipient's IMAP INBOX and before the SMTP
+	// client gets its 250. raw is the message as the client sent it (without
+	// the trace headers added on delivery). from is the envelope sender, to
+	// the accepted envelope recipients as given (with any +tag).
+	OnAccept func(from string, to []string, raw []byte)
+	// Now stamps deliveries (Received header, IMAP INTERNALDATE); default
+	// time.Now. The demo passes its clock.
+	Now func() time.Time
+	// Logger gets one line per accepted message; default: discard.
+	Logger *slog.Logger
+}
+
+// Delivered is one message as delivered to one mailbox.
+type Delivered struct {
+	// From is the envelope sender (MAIL FROM), "" for a bounce.
+	From string
+	// To is the envelope recipient as given, with any +tag.
+	To string
+	// Mailbox is the address of the mailbox it went to (To without the tag).
+	Mailbox string
+	// Raw is the message exactly as stored in the IMAP INBOX: the client's
+	// bytes with Return-Path, Delivered-To and Received prepended.
+	Raw []byte
+	// At is when it was delivered.
+	At time.Time
+}
+
+// ErrUnknownUser is returned for an address that has no mailbox.
+var ErrUnknownUser = errors.New("mailworld: no such user")
+
+// ErrClosed is returned by WaitFor when the world is closed.
+var ErrClosed = errors.New("mailworld: closed")
+
+// World is a running mail world. Its methods are safe for concurrent use.
+type World struct {
+	opts Options
+	log  *slog.Logger
+
+	imapMem *imapmemserver.Server
+	imapSrv *imapserver.Server
+	smtpSrv *smtp.Server
+	imapLn  net.Listener
+	smtpLn  net.Listener
+
+	clientTLS *tls.Config
+
+	seq atomic.Uint64
+
+	mu      sync.Mutex
+	domains map[string]bool
+	users   map[string]*user // by lower-case address
+	changed chan struct{}    // closed and replaced on every delivery
+	closed  bool
+	done    chan struct{}
+}
+
+type user struct {
+	address  string
+	password string
+	imap     *imapmemserver.User
+	inbox    []Delivered
+}
+
+// New starts the SMTP and IMAP servers on 127.0.0.1 (ephemeral ports).
+func New(opts *Options) (*World, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &World{
+		opts:    o,
+		log:     o.Logger,
+		imapMem: imapmemserver.New(),
+		domains: map[string]bool{},
+		users:   map[string]*user{},
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	for _, d := range o.Domains {
+		w.domains[strings.ToLower(d)] = true
+	}
+
+	serverTLS, clientTLS, err := selfSigned(o.Now())
+	if err != nil {
+		return nil, fmt.Errorf("mailworld: certificate: %w", err)
+	}
+	w.clientTLS = clientTLS
+	if w.imapLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("mailworld: imap listener: %w", err)
+	}
+	if w.smtpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		w.imapLn.Close()
+		return nil, fmt.Errorf("mailworld: smtp listener: %w", err)
+	}
+
+	w.imapSrv = imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return w.imapMem.NewSession(), nil, nil
+		},
+		Caps: imap.CapSet{
+			imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+			imap.CapMove: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {},
+		},
+		InsecureAuth: true, // loopback only
+		TLSConfig:    serverTLS,
+		Logger:       slogPrintf{w.log},
+	})
+	w.smtpSrv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{w: w, helo: c.Hostname()}, nil
+	}))
+	w.smtpSrv.Domain = Hostname
+	w.smtpSrv.MaxMessageBytes = o.MaxMessageBytes
+	w.smtpSrv.MaxRecipients = 100
+	w.smtpSrv.AllowInsecureAuth = true // loopback only
+	w.smtpSrv.ReadTimeout = time.Minute
+	w.smtpSrv.WriteTimeout = time.Minute
+	w.smtpSrv.EnableSMTPUTF8 = true
+	w.smtpSrv.TLSConfig = serverTLS
+	w.smtpSrv.ErrorLog = slogPrintf{w.log}
+
+	go w.imapSrv.Serve(w.imapLn)
+	go w.smtpSrv.Serve(w.smtpLn)
+	return w, nil
+}
+
+// slogPrintf adapts the servers' Printf loggers to slog.
+type slogPrintf struct{ l *slog.Logger }
+
+func (s slogPrintf) Printf(format string, args ...any) {
+	s.l.Debug("mailworld server", "msg", fmt.Sprintf(format, args...))
+}
+
+func (s slogPrintf) Println(args ...any) {
+	s.l.Debug("mailworld server", "msg", strings.TrimSuffix(fmt.Sprintln(args...), "\n"))
+}
+
+// SMTPAddr is the SMTP server's host:port.
+func (w *World) SMTPAddr() string { return w.smtpLn.Addr().String() }
+
+// IMAPAddr is the IMAP server's host:port (plain text; log in with the
+// address and password given to AddUser).
+func (w *World) IMAPAddr() string { return w.imapLn.Addr().String() }
+
+// ClientTLSConfig returns a TLS client config that trusts the world's
+// self-signed certificate, for STARTTLS on either server (both also work
+// without TLS).
+func (w *World) ClientTLSConfig() *tls.Config { return w.clientTLS.Clone() }
+
+// Close stops both servers and wakes every WaitFor with ErrClosed.
+func (w *World) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	close(w.done)
+	w.mu.Unlock()
+	err := errors.Join(w.smtpSrv.Close(), w.imapSrv.Close())
+	if err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		return fmt.Errorf("mailworld: close: %w", err)
+	}
+	return nil
+}
+
+// AddUser creates a mailbox for address (an IMAP user of that name with an
+// empty INBOX) and accepts mail for its domain.
+func (w *World) AddUser(address, password string) error {
+	local, domain, ok := splitAddress(address)
+	if !ok || strings.Contains(local, "+") {
+		return fmt.Errorf("mailworld: add user %q: not a plain local@domain address", address)
+	}
+	key := local + "@" + domain
+	u := imapmemserver.NewUser(address, password)
+	if err := u.Create("INBOX", nil); err != nil {
+		return fmt.Errorf("mailworld: add user %q: %w", address, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.users[key]; ok {
+		return fmt.Errorf("mailworld: add user %q: exists", address)
+	}
+	w.users[key] = &user{address: address, password: password, imap: u}
+	w.domains[domain] = true
+	w.imapMem.AddUser(u)
+	return nil
+}
+
+// Inbox returns every message delivered to address's mailbox so far, oldest
+// first (a +tag in address is ignored). It is the delivery record: what the
+// daemon later moves or flags over IMAP stays in it.
+func (w *World) Inbox(address string) []Delivered {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u := w.lookupLocked(address)
+	if u == nil {
+		return nil
+	}
+	return append([]Delivered(nil), u.inbox...)
+}
+
+// WaitFor returns the first message in address's mailbox, already delivered
+// or arriving later, for which pred is true (nil pred: any). It returns
+// ctx's error when ctx ends first, ErrClosed when the world closes, and
+// ErrUnknownUser for an address without a mailbox.
+func (w *World) WaitFor(ctx context.Context, address string, pred func(Delivered) bool) (Delivered, error) {
+	seen := 0
+	for {
+		w.mu.Lock()
+		u := w.lookupLocked(address)
+		if u == nil {
+			w.mu.Unlock()
+			return Delivered{}, fmt.Errorf("%w: %s", ErrUnknownUser, address)
+		}
+		fresh := u.inbox[seen:]
+		seen = len(u.inbox)
+		ch := w.changed
+		w.mu.Unlock()
+
+		for _, d := range fresh {
+			if pred == nil || pred(d) {
+				return d, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Delivered{}, ctx.Err()
+		case <-w.done:
+			return Delivered{}, ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+// lookupLocked finds the mailbox for address, ignoring a +tag and case.
+func (w *World) lookupLocked(address string) *user {
+	local, domain, ok := splitAddress(address)
+	if !ok {
+		return nil
+	}
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	return w.users[local+"@"+domain]
+}
+
+// splitAddress splits local@domain and lower-cases both parts (the world
+// treats local parts case-insensitively, as most providers do).
+func splitAddress(address string) (local, domain string, ok bool) {
+	address = strings.TrimSpace(address)
+	i := strings.LastIndexByte(address, '@')
+	if i <= 0 || i == len(address)-1 {
+		return "", "", false
+	}
+	return strings.ToLower(address[:i]), strings.ToLower(address[i+1:]), true
+}
+
+// deliver appends raw to each recipient's INBOX and records it.
+func (w *World) deliver(from, helo string, rcpts []string, raw []byte) error {
+	now := w.opts.Now()
+	id := fmt.Sprintf("%X%04X", now.UnixNano(), w.seq.Add(1)&0xffff)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delivered := map[*user]bool{}
+	for _, rcpt := range rcpts {
+		u := w.lookupLocked(rcpt)
+		if u == nil || delivered[u] {
+			// Refused at RCPT, or a second alias of the same mailbox.
+			continue
+		}
+		delivered[u] = true
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", from, rcpt)
+		fmt.Fprintf(&b, "Received: from %s (localhost [127.0.0.1])\r\n\tby %s (mailworld) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
+			helo, Hostname, id, rcpt, now.Format(time.RFC1123Z))
+		b.Write(raw)
+		msg := b.Bytes()
+		if _, err := u.imap.Append("INBOX", bytes.NewReader(msg), &imap.AppendOptions{Time: now}); err != nil {
+			return fmt.Errorf("deliver to %s: %w", u.address, err)
+		}
+		u.inbox = append(u.inbox, Delivered{From: from, To: rcpt, Mailbox: u.address, Raw: msg, At: now})
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.log.Info("mail accepted", "id", id, "from", from, "rcpts", len(rcpts), "size", len(raw))
+	return nil
+}
+
+// session is one SMTP transaction stream.
+type session struct {
+	w     *World
+	helo  string
+	from  string
+	rcpts []string
+}
+
+var (
+	errUnknownRecipient = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	errRelayDenied      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
+	errBadAddress       = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	errDeliveryFailed   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again"}
+)
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+// Auth accepts AUTH PLAIN for a world user; authentication is optional.
+func (s *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return smtp.ErrAuthFailed
+		}
+		s.w.mu.Lock()
+		u := s.w.lookupLocked(username)
+		s.w.mu.Unlock()
+		if u == nil || u.password != password {
+			return smtp.ErrAuthFailed
+		}
+		return nil
+	}), nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	_, domain, ok := splitAddress(to)
+	if !ok {
+		return errBadAddress
+	}
+	s.w.mu.Lock()
+	known := s.w.lookupLocked(to) != nil
+	ours := s.w.domains[domain]
+	s.w.mu.Unlock()
+	switch {
+	case known:
+		s.rcpts = append(s.rcpts, to)
+		return nil
+	case ours:
+		return errUnknownRecipient
+	default:
+		return errRelayDenied
+	}
+}
+
+func (s *session) Data(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err // the size limit error is already an SMTPError
+	}
+	if err := s.w.deliver(s.from, s.helo, s.rcpts, raw); err != nil {
+		s.w.log.Error("mailworld delivery failed", "err", err)
+		return errDeliveryFailed
+	}
+	if s.w.opts.OnAccept != nil {
+		s.w.opts.OnAccept(s.from, append([]string(nil), s.rcpts...), raw)
+	}
+	return nil
+}
+
+func (s *session) Reset() {
+	s.from, s.rcpts = "", nil
+}
+
+func (s *session) Logout() error { return nil }
+
+// selfSigned makes a certificate for 127.0.0.1 and localhost, valid around
+// now, and a client config that trusts it.
+func selfSigned(now time.Time) (server, client *tls.Config, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: Hostname},
+		NotBefore:    now.Add(-24 * time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		DNSNames:     []string{Hostname, "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
+	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	return server, client, nil
+}

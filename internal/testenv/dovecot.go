@@ -1,0 +1,372 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// MailUID and MailGID are the ids of Debian's stock "mail" user, which owns
+// the maildirs that Dovecot serves and Postfix delivers into.
+const (
+	MailUID = 8
+	MailGID = 8
+)
+
+// DovecotOptions configures a private Dovecot instance.
+type DovecotOptions struct {
+	// MaildirBase is the directory holding one maildir per user, at
+	// MaildirBase/<user>/ (the layout Postfix's virtual delivery writes with
+	// "user@domain user/" map lines). Empty means a fresh temp dir.
+	MaildirBase string
+	// Users maps IMAP user name to password.
+	Users map[string]string
+	// Capability, if set, replaces the capability list Dovecot advertises
+	// after login (imap_capability), e.g. to present a server without IDLE.
+	Capability string
+}
+
+// Dovecot is a private Dovecot IMAP server on 127.0.0.1, started for one test.
+// It has its own config file, base_dir, state_dir and instance_name, so
+// several can run in parallel on one machine.
+type Dovecot struct {
+	// Addr is the plain-text IMAP listener, 127.0.0.1:port. It stays the same
+	// across Stop and Start.
+	Addr string
+	// MaildirBase is where the users' maildirs are (MaildirBase/<user>/).
+	MaildirBase string
+
+	t       testing.TB
+	dir     string
+	conf    string
+	logPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var deliverSeq atomic.Uint64
+
+// StartDovecot starts a private Dovecot for the test and stops it in
+// t.Cleanup. The test is skipped (failed under CI) when dovecot is missing.
+// It must run as root: Dovecot's master drops to the mail user.
+func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
+	t.Helper()
+	Require(t, "dovecot")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("dovecot tests need root (Dovecot drops privileges to the mail user)")
+		}
+		t.Skip("dovecot tests need root (Dovecot drops privileges to the mail user)")
+	}
+
+	dir := t.TempDir()
+	base := opts.MaildirBase
+	if base == "" {
+		base = filepath.Join(dir, "mail")
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatalf("dovecot: maildir base: %v", err)
+	}
+	// Dovecot's login and mail processes run as unprivileged users; they
+	// must be able to reach base_dir and the maildirs through the test's
+	// 0700 temp dirs.
+	for _, p := range []string{dir, base} {
+		if err := makeTraversable(p); err != nil {
+			t.Fatalf("dovecot: %v", err)
+		}
+	}
+	if err := os.Chown(base, MailUID, MailGID); err != nil {
+		t.Fatalf("dovecot: chown maildir base: %v", err)
+	}
+
+	d := &Dovecot{
+		MaildirBase: base,
+		t:           t,
+		dir:         dir,
+		conf:        filepath.Join(dir, "dovecot.conf"),
+		logPath:     filepath.Join(dir, "dovecot.log"),
+	}
+
+	users := make([]string, 0, len(opts.Users))
+	for u := range opts.Users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	var passwd strings.Builder
+	for _, u := range users {
+		pw := opts.Users[u]
+		if strings.ContainsAny(u, ":\n/") || strings.ContainsAny(pw, ":\n") {
+			t.Fatalf("dovecot: user %q or its password contains ':', '/' or a newline", u)
+		}
+		fmt.Fprintf(&passwd, "%s:{PLAIN}%s::::::\n", u, pw)
+		if err := d.makeMaildir(u); err != nil {
+			t.Fatalf("dovecot: %v", err)
+		}
+	}
+	passwdPath := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwdPath, []byte(passwd.String()), 0o644); err != nil {
+		t.Fatalf("dovecot: passwd file: %v", err)
+	}
+
+	port := FreePort(t)
+	d.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	conf := dovecotConf{
+		Instance:   "sotest-" + hex.EncodeToString(rnd[:]),
+		BaseDir:    filepath.Join(dir, "run"),
+		StateDir:   filepath.Join(dir, "state"),
+		LogPath:    d.logPath,
+		Maildir:    base,
+		Passwd:     passwdPath,
+		Port:       port,
+		Capability: opts.Capability,
+	}
+	if err := os.WriteFile(d.conf, []byte(conf.render()), 0o644); err != nil {
+		t.Fatalf("dovecot: config: %v", err)
+	}
+	if err := os.MkdirAll(conf.StateDir, 0o755); err != nil {
+		t.Fatalf("dovecot: state dir: %v", err)
+	}
+	t.Cleanup(d.Stop)
+	d.Start()
+	return d
+}
+
+type dovecotConf struct {
+	Instance, BaseDir, StateDir, LogPath, Maildir, Passwd, Capability string
+	Port                                                              int
+}
+
+func (c dovecotConf) render() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# private Dovecot instance for one test
+instance_name = %s
+base_dir = %s
+state_dir = %s
+log_path = %s
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:%s/%%u
+first_valid_uid = %d
+first_valid_gid = %d
+mail_fsync = never
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %s
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%%u %s
+  default_fields = uid=mail gid=mail home=%s/%%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+`, c.Instance, c.BaseDir, c.StateDir, c.LogPath, c.Maildir, MailUID, MailGID,
+		c.Passwd, c.Passwd, c.Maildir, c.Port)
+	if c.Capability != "" {
+		fmt.Fprintf(&b, "protocol imap {\n  imap_capability = %s\n}\n", c.Capability)
+	}
+	return b.String()
+}
+
+// Start starts the server (again, after Stop) and waits until it accepts
+// connections on Addr.
+func (d *Dovecot) Start() {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil {
+		return
+	}
+	// -F keeps the master in the foreground, so the test owns the process.
+	cmd := exec.Command("dovecot", "-F", "-c", d.conf)
+	cmd.Stdout = nil
+	cmd.Stderr = nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("dovecot: start: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	d.cmd, d.done = cmd, done
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := waitListening(ctx, d.Addr, done); err != nil {
+		d.stopLocked()
+		d.t.Fatalf("dovecot: not ready on %s: %v\n%s", d.Addr, err, d.Log())
+	}
+}
+
+// waitListening polls addr until it accepts a connection. Polling is the only
+// readiness signal a daemon's TCP listener gives; it is bounded by ctx.
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("dovecot exited")
+		case <-ctx.Done():
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop stops the server and every process it started, closing all client
+// connections. The maildirs are kept, so Start serves them again.
+func (d *Dovecot) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+}
+
+func (d *Dovecot) stopLocked() {
+	if d.cmd == nil {
+		return
+	}
+	// SIGTERM to the whole process group: the master and every child it
+	// forked (login, imap, auth) stop at once, closing client connections;
+	// the master alone waits about a second for its children.
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.done
+	}
+	d.cmd, d.done = nil, nil
+}
+
+// Log returns Dovecot's log so far, for failure messages.
+func (d *Dovecot) Log() string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Deliver drops raw straight into user's maildir (new/), owned by the mail
+// user, as a local delivery agent would. Dovecot picks it up like any new mail.
+func (d *Dovecot) Deliver(user string, raw []byte) {
+	d.t.Helper()
+	d.DeliverFrom(user, bytes.NewReader(raw))
+}
+
+// DeliverFrom is Deliver with the message read from r, for messages too
+// large to hold in memory.
+func (d *Dovecot) DeliverFrom(user string, r io.Reader) {
+	d.t.Helper()
+	if err := d.makeMaildir(user); err != nil {
+		d.t.Fatalf("dovecot deliver: %v", err)
+	}
+	mdir := filepath.Join(d.MaildirBase, user)
+	host, _ := os.Hostname()
+	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
+	now := time.Now()
+	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000,
+		os.Getpid(), deliverSeq.Add(1), host)
+	tmp := filepath.Join(mdir, "tmp", name)
+	if err := writeOwned(tmp, r); err != nil {
+		d.t.Fatalf("dovecot deliver: %v", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(mdir, "new", name)); err != nil {
+		d.t.Fatalf("dovecot deliver: %v", err)
+	}
+}
+
+func writeOwned(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chown(MailUID, MailGID); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// makeMaildir creates MaildirBase/<user>/{cur,new,tmp} owned by mail.
+func (d *Dovecot) makeMaildir(user string) error {
+	root := filepath.Join(d.MaildirBase, user)
+	for _, p := range []string{root, filepath.Join(root, "cur"), filepath.Join(root, "new"), filepath.Join(root, "tmp")} {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("maildir %s: %w", p, err)
+		}
+		if err := os.Chown(p, MailUID, MailGID); err != nil {
+			return fmt.Errorf("maildir %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// makeTraversable adds search (x) permission for group and others on path and
+// on each of its ancestors inside the system temp dir, so that a daemon
+// running as another user can reach path.
+func makeTraversable(path string) error {
+	tmp, err := filepath.Abs(os.TempDir())
+	if err != nil {
+		return err
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	for strings.HasPrefix(p, tmp+string(filepath.Separator)) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
+			if err := os.Chmod(p, mode|0o011); err != nil {
+				return err
+			}
+		}
+		p = filepath.Dir(p)
+	}
+	return nil
+}

@@ -49,6 +49,7 @@ func commands() []*command {
 	return []*command{
 		cmdCheckConfig,
 		cmdForm,
+		cmdInspect,
 		cmdKeys,
 	}
 }

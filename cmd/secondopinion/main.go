@@ -48,9 +48,15 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 func commands() []*command {
 	return []*command{
 		cmdCheckConfig,
+		cmdDemo,
+		cmdServe,
 		cmdForm,
 		cmdInspect,
 		cmdKeys,
+		cmdCases,
+		cmdCase,
+		cmdQuarantine,
+		cmdAudit,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -141,4 +142,29 @@ func (s *Store) VerifyAudit(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, rows.Err()
+}
+
+// auditLine is one line of the JSON-lines export.
+type auditLine struct {
+	ID         int64                 `json:"id"`
+	CaseRef    string                `json:"case_ref"`
+	At         string                `json:"at"`
+	Event      string                `json:"event"`
+	Detail     string                `json:"detail"`
+	Disclosure *procedure.Disclosure `json:"disclosure,omitempty"`
+	PrevHash   string                `json:"prev_hash"`
+	Hash       string                `json:"hash"`
+}
+
+// WriteAuditJSONL writes audit entries as JSON lines, one object per entry
+// with its hashes, so the chain can be checked outside the daemon.
+func WriteAuditJSONL(w io.Writer, entries []AuditEntry) error {
+	enc := json.NewEncoder(w)
+	for _, e := range entries {
+		if err := enc.Encode(auditLine{ID: e.ID, CaseRef: e.CaseRef, At: e.At.UTC().Format(time.RFC3339Nano), Event: e.Event,
+			Detail: e.Detail, Disclosure: e.Disclosure, PrevHash: e.PrevHash, Hash: e.Hash}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -50,19 +50,31 @@ type DocumentRow struct {
 	Path   string // relative to the data dir, from PutFile
 }
 
-// NextRef allocates the next case reference of the year (SO-2026-0042).
-// A reference allocated for a decision that then fails is simply skipped.
-func (s *Store) NextRef(ctx context.Context, now time.Time) (string, error) {
+// NextCase allocates the ID and reference of a new case: the year's next
+// serial, SO-2026-0042, with ID 2026000042. The ID is known before the
+// first decision commits, so the mail of that decision can carry reply
+// tokens that name the case. A number allocated for a decision that then
+// fails is simply skipped.
+func (s *Store) NextCase(ctx context.Context, now time.Time) (id int64, ref string, err error) {
 	year := now.Year()
 	var last int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO serials(year, last) VALUES (?, 1)
 			ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last`, year).Scan(&last)
 	})
 	if err != nil {
-		return "", fmt.Errorf("next reference: %w", err)
+		return 0, "", fmt.Errorf("next case: %w", err)
 	}
-	return procedure.RefFor(year, last), nil
+	if last >= 1_000_000 {
+		return 0, "", fmt.Errorf("next case: more than 999999 cases in %d", year)
+	}
+	return int64(year)*1_000_000 + last, procedure.RefFor(year, last), nil
+}
+
+// NextRef allocates the next case reference of the year (see NextCase).
+func (s *Store) NextRef(ctx context.Context, now time.Time) (string, error) {
+	_, ref, err := s.NextCase(ctx, now)
+	return ref, err
 }
 
 // Apply commits one decision in one transaction and returns the case with
@@ -89,9 +101,9 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 		if c.Version == 0 {
 			c.Version = 1
 			data, _ = json.Marshal(&c)
-			res, err := tx.ExecContext(ctx, `INSERT INTO cases(ref, state, version, employee_email, waiting_on, next_due, created_at, updated_at, closed_at, data)
-				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
-				c.Ref, c.State, c.Employee.Email, c.WaitingOn(), next, ms(c.CreatedAt), ms(now), nullMS(c.ClosedAt), data)
+			res, err := tx.ExecContext(ctx, `INSERT INTO cases(id, ref, state, version, employee_email, waiting_on, next_due, created_at, updated_at, closed_at, data)
+				VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
+				nullID(c.ID), c.Ref, c.State, c.Employee.Email, c.WaitingOn(), next, ms(c.CreatedAt), ms(now), nullMS(c.ClosedAt), data)
 			if err != nil {
 				return fmt.Errorf("insert case %s: %w", c.Ref, err)
 			}
@@ -409,4 +421,22 @@ func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
 		}
 	}
 	return nil
+}
+
+// Documents lists the stored documents of a case.
+func (s *Store) Documents(ctx context.Context, caseID int64) ([]DocumentRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT sha256, kind, title, name, size, path FROM documents WHERE case_id = ? ORDER BY id`, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("documents: %w", err)
+	}
+	defer rows.Close()
+	var out []DocumentRow
+	for rows.Next() {
+		var d DocumentRow
+		if err := rows.Scan(&d.SHA256, &d.Kind, &d.Title, &d.Name, &d.Size, &d.Path); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }

@@ -30,6 +30,7 @@ type OutboxItem struct {
 	From      string
 	To        []string
 	Attempts  int
+	Queued    time.Time
 	body      []byte
 	path      string
 	s         *Store
@@ -79,7 +80,7 @@ func (s *Store) Enqueue(ctx context.Context, o OutboxRow, now time.Time) error {
 
 // DueOutbox returns up to limit queued mails whose next attempt is due.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts
+	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts, created_at
 		FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, ms(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
@@ -89,9 +90,11 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]Outb
 	for rows.Next() {
 		it := OutboxItem{s: s}
 		var to string
-		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts); err != nil {
+		var queued int64
+		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts, &queued); err != nil {
 			return nil, err
 		}
+		it.Queued = fromMS(queued)
 		if err := json.Unmarshal([]byte(to), &it.To); err != nil {
 			return nil, fmt.Errorf("outbox %d recipients: %w", it.ID, err)
 		}

@@ -361,3 +361,23 @@ func TestPurgeRemovesTheBytes(t *testing.T) {
 		t.Errorf("deletion record %+v", log)
 	}
 }
+
+func TestNextCaseIDIsKnownBeforeTheFirstCommit(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id, ref, err := s.NextCase(ctx, t0)
+	if err != nil || id != 2026000001 || ref != "SO-2026-0001" {
+		t.Fatalf("%d %s %v", id, ref, err)
+	}
+	c, err := s.Apply(ctx, Decision{Case: &procedure.Case{ID: id, Ref: ref, State: procedure.StateIntake}, Now: t0})
+	if err != nil || c.ID != id {
+		t.Fatalf("stored as %d: %v", c.ID, err)
+	}
+	rel, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	c.State = procedure.StateChoosing
+	s.Apply(ctx, Decision{Case: c, Documents: []DocumentRow{{SHA256: sha, Kind: "medical", Title: "Brief", Size: size, Path: rel}}, Now: t0})
+	docs, _ := s.Documents(ctx, id)
+	if len(docs) != 1 || docs[0].Path != rel {
+		t.Errorf("documents %+v", docs)
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"secondopinion/internal/config"
+	"secondopinion/internal/engine"
+	"secondopinion/internal/mailin"
+	"secondopinion/internal/mailout"
+)
+
+var cmdServe = &command{
+	name:    "serve",
+	args:    "--config FILE",
+	summary: "run the daemon: ingest mail, decide, remind, deliver",
+	help: `Runs until SIGTERM or SIGINT, which finish the current step and stop cleanly.
+SIGHUP reloads the registry; a registry with errors is refused and the old one stays.`,
+	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
+		cfgPath := fs.String("config", "secondopinion.yaml", "configuration file")
+		return func(ctx context.Context, e *env, args []string) error {
+			cfg, reg, errs := config.LoadAll(*cfgPath)
+			if len(errs) > 0 {
+				for _, err := range errs {
+					fmt.Fprintln(e.stderr, err)
+				}
+				return exitError{1}
+			}
+			logger := newLogger(e, cfg)
+			w, err := engine.FromLoaded(ctx, cfg, reg, logger)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			imapPass, err := cfg.IMAPPassword()
+			if err != nil {
+				return err
+			}
+			smtpPass, err := cfg.SMTPPassword()
+			if err != nil {
+				return err
+			}
+			ing, err := mailin.New(engine.Spool{DB: w.Store}, &mailin.Options{
+				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security),
+				Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
+				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
+				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound,
+			})
+			if err != nil {
+				return err
+			}
+			worker := mailout.NewWorker(engine.Queue{Store: w.Store}, &mailout.Transport{
+				Addr: fmt.Sprintf("%s:%d", cfg.SMTP.Host, cfg.SMTP.Port), Security: cfg.SMTP.Security,
+				AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
+			})
+			worker.Logger = logger
+			worker.OnPermanentFailure = func(it mailout.Item, err error) {
+				_ = w.Store.AddAlert(context.WithoutCancel(ctx), 0, fmt.Sprintf("delivery of %s to %v failed for good: %v", it.MessageID, it.To, err), w.Engine.Now())
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					_, reg, errs := config.LoadAll(*cfgPath)
+					if len(errs) > 0 {
+						logger.Error("reload refused: the registry or config has errors; the old registry stays", "errors", len(errs), "first", errs[0].Error())
+						continue
+					}
+					w.Engine.SetRegistry(reg)
+					logger.Info("registry reloaded", "physicians", len(reg.Physicians), "employers", len(reg.Employers))
+				}
+			}()
+			logger.Info("serving", "service", cfg.Service.Address(), "data", cfg.DataDir)
+			err = w.Engine.Run(ctx, engine.Loops{Ingester: ing, Worker: worker})
+			logger.Info("stopped")
+			return err
+		}
+	},
+}
+
+// newLogger logs to stderr as text or JSON, at the configured level.
+func newLogger(e *env, cfg *config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}

@@ -1,0 +1,474 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"secondopinion/internal/message"
+	"secondopinion/internal/pgpmime"
+	"secondopinion/internal/procedure"
+	"secondopinion/internal/store"
+	"secondopinion/internal/token"
+)
+
+// parseLimits bound what one message may cost to parse.
+var parseLimits = message.Options{MaxParts: 1000, MaxDepth: 10, MaxTextBytes: 4 << 20, MaxHeaderBytes: 256 << 10}
+
+// ProcessPending handles every stored message not yet handled, oldest
+// first, and returns how many it handled.
+func (e *Engine) ProcessPending(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		batch, err := e.o.Store.PendingInbound(ctx, 50)
+		if err != nil {
+			return n, err
+		}
+		if len(batch) == 0 {
+			return n, nil
+		}
+		for _, in := range batch {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			if err := e.ProcessInbound(ctx, in); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+}
+
+// verdict is what the routing of one message concluded.
+type verdict struct {
+	c        *procedure.Case
+	q        procedure.Question
+	role     procedure.Role
+	via      string // token, references, subject
+	decrypt  *pgpmime.Decrypted
+	problems []string
+}
+
+// quarantine is an error that sends the message to quarantine with its
+// reason (shown to the backoffice), without acting on it.
+type quarantine struct{ reason string }
+
+func (q quarantine) Error() string { return q.reason }
+
+func quarantined(format string, a ...any) error { return quarantine{fmt.Sprintf(format, a...)} }
+
+// ProcessInbound handles one stored message: it never drops it and never
+// acts on what it cannot read or authenticate. It returns an error only
+// when the store fails (the message then stays pending).
+func (e *Engine) ProcessInbound(ctx context.Context, in store.Inbound) error {
+	start := time.Now()
+	err := e.processInbound(ctx, in)
+	var q quarantine
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &q):
+		e.log.Warn("message quarantined", "inbound", in.ID, "reason", q.reason, "duration", time.Since(start).Round(time.Microsecond))
+		return e.quarantine(ctx, in, q.reason)
+	default:
+		return err
+	}
+}
+
+func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
+	now := e.Now()
+	if in.Oversize {
+		return quarantined("message of %d bytes is over the size limit; kept unparsed", in.Size)
+	}
+	raw, err := e.readRaw(in)
+	if err != nil {
+		return err
+	}
+	m, err := message.Parse(bytes.NewReader(raw), parseLimits)
+	if err != nil {
+		return quarantined("unreadable message: %v", err)
+	}
+	if m.Bounce != nil {
+		reason := fmt.Sprintf("delivery failed to %s (%s %s)", strings.Join(m.Bounce.FailedRecipients, ", "), m.Bounce.Status, m.Bounce.Diagnostic)
+		e.log.Warn("bounce", "inbound", in.ID, "failed", strings.Join(m.Bounce.FailedRecipients, ","), "status", m.Bounce.Status)
+		if err := e.o.Store.AddAlert(ctx, 0, reason, now); err != nil {
+			return err
+		}
+		return e.o.Store.MarkInbound(ctx, in.ID, store.InboundProcessed, "bounce: "+reason, 0, now)
+	}
+	if m.AutoReply {
+		// Never an answer, never answered (RFC 3834 loop protection).
+		e.log.Info("auto-reply ignored", "inbound", in.ID, "reason", m.AutoReplyReason)
+		return e.o.Store.MarkInbound(ctx, in.ID, store.InboundProcessed, "auto-reply: "+m.AutoReplyReason, 0, now)
+	}
+	v, err := e.route(ctx, m)
+	if err != nil {
+		return err
+	}
+	if v.c == nil {
+		return e.request(ctx, in, m)
+	}
+	if e.o.StrictAuth {
+		if ok, why := message.AuthResult(&m.Header, e.o.AuthservID); !ok {
+			return quarantined("sender not authenticated: %s", why)
+		}
+	}
+	var docs []store.DocumentRow
+	var procDocs []procedure.Document
+	if m.Encrypted || m.Signed {
+		d, err := pgpmime.Read(bytes.NewReader(raw), e.o.Service, e.o.Keyring, now)
+		if err != nil {
+			return quarantined("cannot decrypt or verify: %v", err)
+		}
+		v.decrypt = d
+		inner := d.Inner
+		if inner == nil {
+			inner = raw
+		}
+		var sealed []*sealedAttachment
+		opts := parseLimits
+		opts.OnAttachment = func(a *message.Attachment, body io.Reader) error {
+			rel, err := e.seal(body)
+			if err != nil {
+				return err
+			}
+			sealed = append(sealed, &sealedAttachment{a: a, path: rel})
+			return nil
+		}
+		im, err := message.Parse(bytes.NewReader(inner), opts)
+		if err != nil {
+			return quarantined("unreadable encrypted content: %v", err)
+		}
+		m.Text, m.Reply, m.Attachments = im.Text, im.Reply, im.Attachments
+		for _, s := range sealed {
+			title := strings.TrimSuffix(s.a.Name, path.Ext(s.a.Name))
+			if title == "" {
+				title = "document"
+			}
+			docs = append(docs, store.DocumentRow{SHA256: s.a.SHA256, Kind: "medical", Title: title, Name: s.a.Name, Size: s.a.Size, Path: s.path})
+			procDocs = append(procDocs, procedure.Document{Title: title, Name: s.a.Name, SHA256: s.a.SHA256, Size: s.a.Size, Date: m.Date})
+		}
+	}
+	if needsSignature(v.q) {
+		if v.decrypt == nil || v.decrypt.Signature.Status != pgpmime.StatusValid {
+			status := "unsigned"
+			if v.decrypt != nil {
+				status = v.decrypt.Signature.Status.String()
+			}
+			return quarantined("%s reply for %s must be PGP-signed by the registered key of %s; signature: %s", v.role, v.q.Step, v.q.Email, status)
+		}
+	}
+	input, err := e.answer(v, m, procDocs, now)
+	if err != nil {
+		return err
+	}
+	if u, ok := input.(procedure.Unclear); ok {
+		e.log.Info("unclear answer", "case", v.c.Ref, "step", string(v.q.Step), "why", u.Why)
+	}
+	_, err = e.Handle(ctx, v.c.ID, input, Source{Inbound: in.ID, Documents: docsFor(input, docs), Via: "mail/" + v.via})
+	if errors.Is(err, procedure.ErrUnexpected) || errors.Is(err, procedure.ErrInvalid) || errors.Is(err, procedure.ErrClosed) {
+		return quarantined("case %s: %v", v.c.Ref, err)
+	}
+	return err
+}
+
+// docsFor keeps the received documents only when the input carries them.
+func docsFor(in procedure.Input, docs []store.DocumentRow) []store.DocumentRow {
+	switch in.(type) {
+	case procedure.IntakeAnswer, procedure.Documents, procedure.Advice:
+		return docs
+	}
+	return nil
+}
+
+type sealedAttachment struct {
+	a    *message.Attachment
+	path string
+}
+
+// seal stores an attachment encrypted to the service key.
+func (e *Engine) seal(body io.Reader) (string, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(pgpmime.SealForService(pw, body, e.o.Service, e.Now())) }()
+	rel, _, _, err := e.o.Store.PutFile("documents", pr)
+	pr.CloseWithError(err)
+	return rel, err
+}
+
+// needsSignature: the original physician's intake (documents), co-signature
+// and the SO physician's advice must be PGP-signed by the registered key.
+func needsSignature(q procedure.Question) bool {
+	switch q.Step {
+	case procedure.StepIntake, procedure.StepPhysicianSign, procedure.StepAdvice:
+		return true
+	}
+	return false
+}
+
+func (e *Engine) readRaw(in store.Inbound) ([]byte, error) {
+	f, err := e.o.Store.OpenInbound(in)
+	if err != nil {
+		return nil, fmt.Errorf("inbound %d: %w", in.ID, err)
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+var ourMessageID = regexp.MustCompile(`^(so-\d{4}-\d{4,6})\.(\d+)\.[0-9a-f]{12}@`)
+
+// route finds the case and the question a message answers, and checks the
+// sender: the plus-address token first, then References/In-Reply-To to our
+// own Message-IDs, then the subject tag with the registered sender.
+func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error) {
+	from := strings.ToLower(m.From.Address)
+	for _, addr := range m.Recipients() {
+		tok, ok := token.FromAddress(addr, e.o.Info.LocalPart, e.o.Info.Domain)
+		if !ok {
+			continue
+		}
+		claims, err := token.Verify(e.o.TokenKey, tok)
+		if err != nil {
+			return verdict{}, quarantined("invalid reply token in %s", addr)
+		}
+		c, err := e.o.Store.Case(ctx, claims.CaseID)
+		if errors.Is(err, store.ErrNotFound) {
+			return verdict{}, quarantined("reply token names no known case")
+		} else if err != nil {
+			return verdict{}, err
+		}
+		role := roleFromToken(claims.Role)
+		q, ok := findQuestion(c, claims.Question)
+		if !ok || q.Role != role {
+			return verdict{}, quarantined("case %s: reply token for an unknown question", c.Ref)
+		}
+		if !strings.EqualFold(from, q.Email) {
+			return verdict{}, quarantined("case %s: reply token of %s used from another address (%s)", c.Ref, role, from)
+		}
+		if !q.Open {
+			if c.State.Final() && role == procedure.RoleEmployee {
+				return verdict{}, quarantined("case %s is %s; the answer came after it closed", c.Ref, c.State)
+			}
+			return verdict{}, quarantined("case %s: the question of step %s is closed (a replayed or late answer)", c.Ref, q.Step)
+		}
+		return verdict{c: c, q: q, role: role, via: "token"}, nil
+	}
+	var ref string
+	for _, id := range append(append([]string{}, m.InReplyTo...), m.References...) {
+		mm := ourMessageID.FindStringSubmatch(strings.ToLower(id))
+		if mm == nil {
+			continue
+		}
+		r := strings.ToUpper(mm[1])
+		seq, _ := strconv.Atoi(mm[2])
+		if "<"+strings.ToLower(id)+">" == strings.ToLower(e.messageID(r, seq)) {
+			ref = r
+			break
+		}
+	}
+	via := "references"
+	if ref == "" {
+		ref = message.CaseRef(m.Subject)
+		via = "subject"
+	}
+	if ref == "" {
+		return verdict{}, nil
+	}
+	c, err := e.o.Store.CaseByRef(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return verdict{}, quarantined("unknown case reference %s", ref)
+	} else if err != nil {
+		return verdict{}, err
+	}
+	var open []procedure.Question
+	for _, q := range c.Questions {
+		if q.Open && strings.EqualFold(q.Email, from) {
+			open = append(open, q)
+		}
+	}
+	switch {
+	case len(open) == 1:
+		return verdict{c: c, q: open[0], role: open[0].Role, via: via}, nil
+	case len(open) > 1:
+		return verdict{}, quarantined("case %s: %s has %d open questions; the reply must use the reply address of one", c.Ref, from, len(open))
+	case isParticipant(c, from):
+		return verdict{}, quarantined("case %s: no open question for %s", c.Ref, from)
+	default:
+		return verdict{}, quarantined("case %s: %s is not a registered participant", c.Ref, from)
+	}
+}
+
+func findQuestion(c *procedure.Case, id uint32) (procedure.Question, bool) {
+	for _, q := range c.Questions {
+		if q.ID == id {
+			return q, true
+		}
+	}
+	return procedure.Question{}, false
+}
+
+func isParticipant(c *procedure.Case, addr string) bool {
+	for _, a := range []string{c.Employee.Email, c.OriginalPhysician.Email, c.Employer.NoticeEmail} {
+		if a != "" && strings.EqualFold(a, addr) {
+			return true
+		}
+	}
+	return c.Chosen != nil && strings.EqualFold(c.Chosen.Email, addr)
+}
+
+var withdrawRE = regexp.MustCompile(`(?i)^\s*(intrekken|ik trek (mijn aanvraag|de aanvraag|het verzoek) in|withdraw|i withdraw)\b`)
+var noAdviceRE = regexp.MustCompile(`(?i)\b(geen inhoudelijk advies|no substantive advice)\b`)
+var questionLineRE = regexp.MustCompile(`(?im)^\s*(vraagstelling|vraag|question)\s*:\s*(.+)$`)
+
+// answer reads the reply for the question it answers and makes the input.
+func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document, now time.Time) (procedure.Input, error) {
+	c, q := v.c, v.q
+	reply := m.Reply
+	if v.role == procedure.RoleEmployee && withdrawRE.MatchString(reply) {
+		return procedure.Withdraw{By: procedure.RoleEmployee, Reason: "withdrawn by the employee by mail"}, nil
+	}
+	unclear := func(why string) procedure.Input {
+		return procedure.Unclear{Role: v.role, Question: q.ID, Why: why}
+	}
+	qc := message.QuestionContext{Now: now, Loc: amsterdam}
+	switch q.Kind {
+	case procedure.KindChoice:
+		for _, p := range c.Proposed {
+			qc.Options = append(qc.Options, p.Name)
+		}
+		a := message.ParseAnswer(message.KindChoice, reply, qc)
+		if a.Kind == message.KindUnclear {
+			return unclear(a.Why), nil
+		}
+		if a.OtherName != "" {
+			p, ok := e.physicianByName(a.OtherName)
+			if !ok {
+				return unclear(fmt.Sprintf("named physician %q is not in the registry", a.OtherName)), nil
+			}
+			return procedure.Choice{Other: &p}, nil
+		}
+		return procedure.Choice{Index: a.Choice, Backup: a.Backup}, nil
+	case procedure.KindYesNo:
+		a := message.ParseAnswer(message.KindYesNo, reply, qc)
+		switch q.Step {
+		case procedure.StepEmployeeSign:
+			if a.Kind == message.KindUnclear && len(m.Attachments) > 0 {
+				return procedure.Signature{Role: procedure.RoleEmployee, Agreed: true, Via: "signed scan"}, nil
+			}
+			if a.Kind == message.KindUnclear {
+				return unclear(a.Why), nil
+			}
+			return procedure.Signature{Role: procedure.RoleEmployee, Agreed: a.Yes, Via: "reply"}, nil
+		case procedure.StepPhysicianSign:
+			if a.Kind == message.KindUnclear {
+				return unclear(a.Why), nil
+			}
+			return procedure.Signature{Role: procedure.RolePhysician, Agreed: a.Yes, Via: "pgp-signed reply"}, nil
+		case procedure.StepApproval:
+			if a.Kind == message.KindUnclear {
+				return unclear(a.Why), nil
+			}
+			return procedure.EmployerApproval{Approved: a.Yes}, nil
+		case procedure.StepAcceptance:
+			if a.Kind == message.KindUnclear {
+				return unclear(a.Why), nil
+			}
+			acc := procedure.Acceptance{Accept: a.Yes}
+			if a.Yes {
+				if dt := message.ParseAnswer(message.KindDateTime, reply, qc); dt.Kind == message.KindDateTime {
+					acc.ConsultAt = dt.Time
+				}
+				if c.Chosen != nil {
+					_, verdict, err := e.o.Keyring.Lookup(c.Chosen.Email, now)
+					acc.KeyUsable = err == nil && verdict.Usable
+				}
+			}
+			return acc, nil
+		}
+		return unclear("yes/no answer for step " + string(q.Step)), nil
+	case procedure.KindDateTime:
+		a := message.ParseAnswer(message.KindDateTime, reply, qc)
+		if a.Kind == message.KindUnclear {
+			return unclear(a.Why), nil
+		}
+		return procedure.ConsultDate{At: a.Time}, nil
+	case procedure.KindConsent:
+		a := message.ParseAnswer(message.KindConsent, reply, qc)
+		if a.Kind == message.KindUnclear {
+			return unclear(a.Why), nil
+		}
+		return procedure.Feedback{Physician: a.Physician, Employer: a.Employer}, nil
+	case procedure.KindIntake:
+		a := message.ParseAnswer(message.KindRefusal, reply, qc)
+		if a.Kind == message.KindUnclear {
+			if len(docs) > 0 {
+				return procedure.Documents{Documents: docs}, nil
+			}
+			return unclear(a.Why), nil
+		}
+		if !a.Yes {
+			return procedure.IntakeAnswer{Refuse: true, Reason: a.Value}, nil
+		}
+		ia := procedure.IntakeAnswer{Documents: docs, Candidates: candidates(e.Registry())}
+		if mm := questionLineRE.FindStringSubmatch(reply); mm != nil {
+			ia.Question = strings.TrimSpace(mm[2])
+		}
+		return ia, nil
+	case procedure.KindAdvice:
+		if len(docs) > 0 {
+			return procedure.Advice{Documents: docs}, nil
+		}
+		if noAdviceRE.MatchString(reply) {
+			return procedure.Advice{NoSubstantive: true}, nil
+		}
+		return unclear("no advice attached and no statement that no substantive advice follows"), nil
+	case procedure.KindRequest:
+		req, _ := e.parseRequest(m, v.role)
+		return req, nil
+	}
+	return nil, quarantined("case %s: no reader for a %s answer", c.Ref, q.Kind)
+}
+
+// physicianByName finds a registry physician the employee named.
+func (e *Engine) physicianByName(name string) (procedure.Physician, bool) {
+	reg := e.Registry()
+	n := normName(name)
+	var found []procedure.Physician
+	for _, p := range reg.Physicians {
+		pn := normName(p.Name)
+		if pn == n || strings.Contains(pn, n) && len(n) >= 4 {
+			found = append(found, physician(reg, p))
+		}
+	}
+	if len(found) != 1 {
+		return procedure.Physician{}, false
+	}
+	return found[0], true
+}
+
+func normName(s string) string {
+	s = strings.ToLower(s)
+	for _, p := range []string{"dr. ", "dr ", "drs. ", "mevrouw ", "meneer ", "mw. ", "dhr. "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// quarantine keeps a message for the backoffice with its reason.
+func (e *Engine) quarantine(ctx context.Context, in store.Inbound, reason string) error {
+	now := e.Now()
+	if err := e.o.Store.MarkInbound(ctx, in.ID, store.InboundQuarantined, reason, 0, now); err != nil {
+		return err
+	}
+	if err := e.o.Store.AddAlert(ctx, 0, fmt.Sprintf("message %d quarantined: %s", in.ID, reason), now); err != nil {
+		return err
+	}
+	return e.o.Store.AppendAudit(ctx, store.AuditEntry{CaseRef: "-", At: now, Event: "quarantined",
+		Detail: fmt.Sprintf("message %d (%s): %s", in.ID, in.SHA256[:16], reason)})
+}

@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"strings"
+	"text/template"
+	"time"
+
+	"secondopinion/internal/authform"
+	"secondopinion/internal/procedure"
+)
+
+var amsterdam = mustLoad("Europe/Amsterdam")
+
+func mustLoad(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// mailData fills the template data for one mail. The question and the
+// physician's statements are filled in only for mail that travels
+// encrypted.
+func (e *Engine) mailData(c *procedure.Case, m procedure.Mail, now time.Time) MailData {
+	reg := e.Registry()
+	dienst := func(id string) string {
+		if a, ok := reg.ArbodienstByID(id); ok {
+			return a.Name
+		}
+		return id
+	}
+	opt := func(n int, p procedure.Physician) Option {
+		payer, why := procedure.WhoPays(p.InPool, c.Employer.Contract, c.EmployerApproval)
+		return Option{N: n, Name: p.Name, Arbodienst: dienst(p.Arbodienst), InPool: p.InPool, Payer: string(payer), PayerReason: why}
+	}
+	d := MailData{
+		Ref: c.Ref, Lang: m.Lang, Template: m.Template, Reminder: m.Reminder, Medical: m.Medical,
+		To:                Party{Name: m.Name, Email: m.Email, Role: m.To},
+		Service:           Service{Name: e.o.Info.DisplayName, Provider: e.o.Info.Provider, Address: e.o.Info.Address(), Backoffice: e.o.Info.Backoffice},
+		Employee:          Party{Name: c.Employee.Name, Email: c.Employee.Email, Role: procedure.RoleEmployee},
+		Employer:          Party{Name: c.Employer.Name, Role: procedure.RoleEmployer},
+		OriginalPhysician: Party{Name: c.OriginalPhysician.Name, Email: c.OriginalPhysician.Email, Role: procedure.RolePhysician, Arbodienst: dienst(c.OriginalPhysician.Arbodienst)},
+		Subject:           string(c.Subject),
+		EarlierRequests:   c.EarlierRequests,
+		Payer:             string(c.Payer),
+		PayerReason:       c.PayerReason,
+		ConsultTarget:     c.ConsultTarget,
+		ConsultAt:         c.ConsultAt,
+		FeedbackAnswered:  c.FeedbackAnswered,
+		FeedbackPhysician: c.FeedbackPhysician,
+		FeedbackEmployer:  c.FeedbackEmployer,
+		NoAdvice:          c.NoAdvice,
+		Outcome:           c.Outcome,
+		Data:              map[string]string{},
+	}
+	for k, v := range m.Data {
+		d.Data[k] = v
+	}
+	if !m.Medical {
+		// A refusal's reasons are the physician's statement.
+		delete(d.Data, "reason")
+		if m.Template == "alert" {
+			d.Data["reason"] = m.Data["reason"]
+		}
+	} else {
+		d.Question = c.Question
+	}
+	if c.Chosen != nil {
+		o := opt(0, *c.Chosen)
+		d.Chosen = &o
+	}
+	if c.Backup != nil {
+		o := opt(0, *c.Backup)
+		d.Backup = &o
+	}
+	for i, p := range c.Proposed {
+		d.Proposed = append(d.Proposed, opt(i+1, p))
+	}
+	for _, doc := range c.Documents {
+		dd := Doc{Date: doc.Date, SHA256: doc.SHA256, Short: doc.SHA256[:min(16, len(doc.SHA256))]}
+		if m.Medical {
+			dd.Title = doc.Title
+		}
+		d.Documents = append(d.Documents, dd)
+	}
+	if m.Question != 0 {
+		for _, q := range c.Questions {
+			if q.ID == m.Question {
+				for _, dl := range c.Deadlines {
+					if dl.Step == q.Step && dl.Kind == procedure.Escalate {
+						d.AnswerBy = dl.Due
+					}
+				}
+			}
+		}
+	}
+	return d
+}
+
+// render executes mail/<lang>/<name>.tmpl: the first line is "Subject: …",
+// then an empty line, then the body. A missing language falls back to nl.
+func (e *Engine) render(lang, name string, data MailData) (subject, body string, err error) {
+	if lang != "en" {
+		lang = "nl"
+	}
+	src, err := fs.ReadFile(e.o.Templates, "mail/"+lang+"/"+name+".tmpl")
+	if err != nil && lang != "nl" {
+		lang = "nl"
+		src, err = fs.ReadFile(e.o.Templates, "mail/nl/"+name+".tmpl")
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("template %s: %w", name, err)
+	}
+	data.Lang = lang
+	t, err := template.New(name).Option("missingkey=error").Funcs(funcs(lang)).Parse(string(src))
+	if err != nil {
+		return "", "", fmt.Errorf("template %s/%s: %w", lang, name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", "", fmt.Errorf("template %s/%s: %w", lang, name, err)
+	}
+	out := strings.ReplaceAll(buf.String(), "\r\n", "\n")
+	first, rest, _ := strings.Cut(out, "\n")
+	subj, ok := strings.CutPrefix(first, "Subject: ")
+	if !ok {
+		return "", "", fmt.Errorf("template %s/%s: first line must be \"Subject: …\"", lang, name)
+	}
+	return strings.TrimSpace(subj), strings.TrimLeft(rest, "\n"), nil
+}
+
+var (
+	monthsNL = []string{"januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober", "november", "december"}
+	daysNL   = []string{"zondag", "maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag"}
+)
+
+// funcs are the template functions, in the recipient's language.
+func funcs(lang string) template.FuncMap {
+	nl := lang != "en"
+	pick := func(m map[string][2]string, k string) string {
+		if v, ok := m[k]; ok {
+			if nl {
+				return v[0]
+			}
+			return v[1]
+		}
+		return k
+	}
+	return template.FuncMap{
+		"date": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			t = t.In(amsterdam)
+			if nl {
+				return fmt.Sprintf("%d %s %d", t.Day(), monthsNL[t.Month()-1], t.Year())
+			}
+			return t.Format("2 January 2006")
+		},
+		"datetime": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			t = t.In(amsterdam)
+			if nl {
+				return fmt.Sprintf("%s %d %s %d om %s", daysNL[t.Weekday()], t.Day(), monthsNL[t.Month()-1], t.Year(), t.Format("15:04"))
+			}
+			return t.Format("Monday 2 January 2006 at 15:04")
+		},
+		"subject": func(s string) string { return pick(subjectNames, s) },
+		"payer":   func(s string) string { return pick(payerNames, s) },
+		"split":   strings.Split,
+		"field":   func(s string) string { return pick(fieldNames, s) },
+		"step":    func(s string) string { return pick(stepNames, s) },
+	}
+}
+
+var subjectNames = map[string][2]string{
+	"verzuimbegeleiding":     {"verzuimbegeleiding", "sickness absence guidance"},
+	"pago-pmo":               {"een arbeidsgezondheidskundig onderzoek (PAGO/PMO)", "an occupational health examination (PAGO/PMO)"},
+	"beroepsziekte":          {"een vermoeden van beroepsziekte", "a suspected occupational disease"},
+	"aanstellingskeuring":    {"een aanstellingskeuring", "a pre-employment medical examination"},
+	"uwv-deskundigenoordeel": {"een deskundigenoordeel van UWV", "an expert opinion from UWV"},
+}
+
+var payerNames = map[string][2]string{
+	"provider": {"de arbodienst (valt onder het abonnement van uw werkgever)", "the occupational health service (covered by your employer's contract)"},
+	"employer": {"uw werkgever", "your employer"},
+	"employee": {"uzelf", "yourself"},
+}
+
+var fieldNames = map[string][2]string{
+	"employee_name":      {"uw naam", "your name"},
+	"employee_email":     {"uw e-mailadres", "your e-mail address"},
+	"original_physician": {"naam en e-mailadres van uw eigen bedrijfsarts", "name and e-mail address of your own occupational physician"},
+	"employer":           {"uw werkgever", "your employer"},
+	"subject":            {"het onderwerp: verzuimbegeleiding, PAGO/PMO of beroepsziekte", "the subject: sickness absence, PAGO/PMO or occupational disease"},
+	"question":           {"uw vraag voor de second opinion", "your question for the second opinion"},
+}
+
+var stepNames = map[string][2]string{
+	"request":             {"uw aanvraag", "your request"},
+	"intake":              {"de vraagstelling en de medische stukken", "the question and the medical documents"},
+	"choice":              {"de keuze van een bedrijfsarts", "the choice of a physician"},
+	"employer_approval":   {"akkoord op de kosten", "approval of the costs"},
+	"employee_signature":  {"uw machtiging", "your authorisation"},
+	"physician_signature": {"de medeondertekening van het machtigingsformulier", "the co-signature of the authorisation form"},
+	"check":               {"de controle door de backoffice", "the backoffice check"},
+	"so_acceptance":       {"het aannemen van de second opinion", "accepting the second opinion"},
+	"consult_date":        {"de datum van het consult", "the date of the consult"},
+	"consult":             {"het consult", "the consult"},
+	"advice":              {"het advies", "the advice"},
+	"feedback_consent":    {"toestemming om het advies te delen", "consent to share the advice"},
+	"recipient_key":       {"een geldige PGP-sleutel", "a valid PGP key"},
+}
+
+// formFor describes the case's authorisation form.
+func formFor(c *procedure.Case, info ServiceInfo, now time.Time, retention int) authform.Form {
+	phys := func(p procedure.Physician) authform.Physician {
+		return authform.Physician{Name: p.Name, Arbodienst: p.Arbodienst, InPool: p.InPool}
+	}
+	lang := c.Lang
+	if lang != "en" {
+		lang = "nl"
+	}
+	if retention <= 0 {
+		retention = 20
+	}
+	f := authform.Form{
+		Ref: c.Ref, Date: now, Lang: lang, Provider: info.Provider, ReplyAddress: info.Address(),
+		Employee:          authform.Employee{Name: c.Employee.Name, BirthDate: c.Employee.DateOfBirth, Email: c.Employee.Email},
+		Employer:          authform.Employer{Name: c.Employer.Name},
+		OriginalPhysician: phys(c.OriginalPhysician),
+		Subject:           string(c.Subject),
+		Question:          c.Question,
+		Payer:             string(c.Payer),
+		PayerReason:       formReason(c),
+		RetentionYears:    retention,
+	}
+	if c.Chosen != nil {
+		f.Chosen = phys(*c.Chosen)
+	}
+	if c.Backup != nil {
+		b := phys(*c.Backup)
+		f.Backup = &b
+	}
+	for _, d := range c.Documents {
+		date := ""
+		if !d.Date.IsZero() {
+			date = d.Date.In(amsterdam).Format("2006-01-02")
+		}
+		f.Documents = append(f.Documents, authform.Document{Title: d.Title, Date: date, SHA256: d.SHA256})
+	}
+	return f
+}
+
+func formReason(c *procedure.Case) string {
+	inPool := c.Chosen != nil && c.Chosen.InPool
+	switch {
+	case inPool && c.Payer == procedure.PayerProvider:
+		return authform.ReasonPoolFullService
+	case inPool:
+		return authform.ReasonPoolOtherContract
+	case c.Payer == procedure.PayerEmployee:
+		return authform.ReasonOutsideNotApproved
+	default:
+		return authform.ReasonOutsideApproved
+	}
+}

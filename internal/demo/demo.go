@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,15 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"secondopinion/internal/engine"
-	"secondopinion/internal/mailin"
-	"secondopinion/internal/mailout"
-	"secondopinion/internal/mailworld"
-	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/procedure"
+	"secondopinion/internal/rig"
 	"secondopinion/internal/store"
-	"secondopinion/internal/workdays"
-	"secondopinion/templates"
 )
 
 // Options for a demo run.
@@ -44,17 +37,6 @@ type Summary struct {
 	Forms        int
 	AuditEntries int
 	Quarantined  int
-}
-
-// start is a Monday morning in Amsterdam.
-var start = time.Date(2026, 3, 2, 9, 0, 0, 0, mustLoc("Europe/Amsterdam"))
-
-func mustLoc(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
 }
 
 // Run runs the demo and returns what it produced.
@@ -85,166 +67,44 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	defer tl.close()
-	d := &run{o: o, tl: tl, clk: &clock{t: start}}
-	tl.clk = d.clk
-	return d.run(ctx)
-}
-
-// run holds one demo's moving parts.
-type run struct {
-	o     Options
-	tl    *timeline
-	clk   *clock
-	world *mailworld.World
-	st    *store.Store
-	eng   *engine.Engine
-	keys  *pgpmime.Keyring
-	svc   *pgpmime.ServiceKey
-	// people's private keys, by address (the physicians).
-	private map[string]*pgpmime.ServiceKey
-	mailN   int
-	mailMu  sync.Mutex
-	forms   int
-}
-
-func (d *run) run(ctx context.Context) (*Summary, error) {
-	d.tl.say("secondopinion demo: the procedure by mail, with in-process mail servers and a fast clock")
-	d.tl.say("output in %s", d.o.Out)
-	if err := d.setupKeys(); err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	world, err := mailworld.New(&mailworld.Options{
-		Domains:  []string{domainService, "mail.example", "acme.example", "arbo-noord.example", "arbo-zuid.example", "arbo-west.example", "arbo-oost.example"},
-		OnAccept: d.accepted,
-		Now:      d.clk.Now,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer world.Close()
-	d.world = world
-	for _, a := range []string{addrService, addrBackoff, addrEmployee, addrEmployee2, addrEmployer, addrOriginal, addrBakker, addrJansen, addrVisser, addrSmit} {
-		if err := world.AddUser(a, "demo"); err != nil {
-			return nil, err
-		}
-	}
-	st, err := store.Open(ctx, filepath.Join(d.o.Out, "data"), &store.Options{NoSync: true})
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	d.st = st
-	logf, err := os.Create(filepath.Join(d.o.Out, "daemon.log"))
+	tl.say("secondopinion demo: the procedure by mail, with in-process mail servers and a fast clock")
+	tl.say("output in %s", o.Out)
+	logf, err := os.Create(filepath.Join(o.Out, "daemon.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	logger := slog.New(slog.NewTextHandler(logf, nil))
-	cal, err := workdays.New(workdays.Policy{})
-	if err != nil {
-		return nil, err
-	}
-	tokenKey := bytes.Repeat([]byte("demo-token-key-"), 3)
-	eng, err := engine.New(engine.Options{
-		Store: st, Registry: demoRegistry(), Policy: procedure.DefaultPolicy(cal), Calendar: cal,
-		Keyring: d.keys, Service: d.svc, TokenKey: tokenKey,
-		Info: engine.ServiceInfo{LocalPart: "so", Domain: domainService, DisplayName: "Second opinion bedrijfsarts",
-			Provider: "Arbo Noord", Backoffice: addrBackoff, Lang: "nl"},
-		Templates: templates.FS, Clock: d.clk, Logger: logger,
-		OnCommit: d.committed,
+	d := &run{o: o, tl: tl}
+	r, err := rig.Start(ctx, rig.Options{
+		Dir: o.Out, NoSync: true, Logger: slog.New(slog.NewTextHandler(logf, nil)),
+		OnCommit: d.committed, OnAccept: d.accepted,
 	})
 	if err != nil {
 		return nil, err
 	}
-	d.eng = eng
-	ing, err := mailin.New(engine.Spool{DB: st}, &mailin.Options{
-		Addr: world.IMAPAddr(), Security: mailin.SecurityPlain, Username: addrService, Password: "demo",
-		Notify: eng.KickInbound, Logger: logger, PollInterval: 200 * time.Millisecond,
-	})
-	if err != nil {
-		return nil, err
-	}
-	worker := mailout.NewWorker(engine.Queue{Store: st}, &mailout.Transport{Addr: world.SMTPAddr(), Security: "plain", HelloName: domainService})
-	worker.Clock = engine.WorkerClock{Clock: d.clk}
-	worker.Logger = logger
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- eng.Run(runCtx, engine.Loops{Ingester: ing, Worker: worker, SweepSpec: "@every 1h", InboundPoll: 500 * time.Millisecond})
-	}()
-
+	d.r = r
+	tl.clk = r.Clock
 	scriptErr := d.script(ctx)
-	stop()
-	runErr := <-done
-	if scriptErr != nil {
-		return nil, scriptErr
+	sum, finErr := d.finish(ctx)
+	closeErr := r.Close()
+	if err := errors.Join(scriptErr, finErr, closeErr); err != nil {
+		return nil, err
 	}
-	if runErr != nil {
-		return nil, runErr
-	}
-	return d.finish(ctx)
+	return sum, nil
 }
 
-// setupKeys makes the service key and the physicians' keys, writes every
-// private key armored to keys/ (demo only: no passphrase) and the public
-// keys into the service's keyring.
-func (d *run) setupKeys() error {
-	kr := filepath.Join(d.o.Out, "keyring")
-	keys, err := pgpmime.OpenKeyring(kr)
-	if err != nil {
-		return err
-	}
-	d.keys = keys
-	d.private = map[string]*pgpmime.ServiceKey{}
-	gen := func(name, email string) (*pgpmime.ServiceKey, []byte, error) {
-		armored, err := pgpmime.GenerateServiceKey(name, email, start.Add(-24*time.Hour), nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		k, err := pgpmime.ParseServiceKey(armored, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := os.WriteFile(filepath.Join(d.o.Out, "keys", email+".asc"), armored, 0o600); err != nil {
-			return nil, nil, err
-		}
-		return k, armored, nil
-	}
-	svc, armored, err := gen("Second opinion bedrijfsarts", addrService)
-	if err != nil {
-		return err
-	}
-	if _, err := keys.WriteServiceKey(armored); err != nil {
-		return err
-	}
-	d.svc = svc
-	for _, p := range []struct{ name, email string }{
-		{"A. de Vries", addrOriginal}, {"B. Bakker", addrBakker}, {"C. Jansen", addrJansen}, {"E. Smit", addrSmit},
-	} {
-		k, _, err := gen(p.name, p.email)
-		if err != nil {
-			return err
-		}
-		pub, err := k.ArmoredPublic()
-		if err != nil {
-			return err
-		}
-		if _, err := keys.Import(pub, start); err != nil {
-			return fmt.Errorf("import %s: %w", p.email, err)
-		}
-		d.private[p.email] = k
-	}
-	// The participants know the service's public key (to encrypt to it).
-	pub, err := svc.ArmoredPublic()
-	if err != nil {
-		return err
-	}
-	_, err = keys.Import(pub, start)
-	return err
+// run holds one demo's moving parts.
+type run struct {
+	o      Options
+	tl     *timeline
+	r      *rig.Rig
+	mailMu sync.Mutex
+	mailN  int
+	forms  int
 }
 
 // accepted is called for every mail the SMTP server accepts: it is kept
-// as an .eml file, and the timeline says who got what.
+// as an .eml file.
 func (d *run) accepted(from string, to []string, raw []byte) {
 	d.mailMu.Lock()
 	d.mailN++
@@ -300,11 +160,12 @@ func (d *run) committed(c *procedure.Case, effects []procedure.Effect, audit []s
 
 // finish writes audit.jsonl, verifies the chain and sums up.
 func (d *run) finish(ctx context.Context) (*Summary, error) {
-	n, err := d.st.VerifyAudit(ctx)
+	st := d.r.Store
+	n, err := st.VerifyAudit(ctx)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := d.st.AuditLog(ctx, 0)
+	entries, err := st.AuditLog(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -319,11 +180,11 @@ func (d *run) finish(ctx context.Context) (*Summary, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	cases, err := d.st.Cases(ctx, store.CaseFilter{})
+	cases, err := st.Cases(ctx, store.CaseFilter{})
 	if err != nil {
 		return nil, err
 	}
-	q, err := d.st.Quarantined(ctx)
+	q, err := st.Quarantined(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +210,7 @@ type timeline struct {
 	mu  sync.Mutex
 	w   io.Writer
 	f   *os.File
-	clk *clock
+	clk *rig.Clock
 }
 
 func newTimeline(o Options) (*timeline, error) {
@@ -370,6 +231,9 @@ func (t *timeline) say(format string, a ...any) {
 
 // event prints a line stamped with the demo clock.
 func (t *timeline) event(who, format string, a ...any) {
-	stamp := t.clk.Now().In(start.Location()).Format("Mon 02 Jan 15:04")
+	stamp := "--- -- --- --:--"
+	if t.clk != nil {
+		stamp = t.clk.Now().In(rig.Amsterdam).Format("Mon 02 Jan 15:04")
+	}
 	t.say("%s  %-13s %s", stamp, who, fmt.Sprintf(format, a...))
 }

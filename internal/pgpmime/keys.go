@@ -74,16 +74,25 @@ func ParseServiceKey(armored []byte, passphrase []byte) (*ServiceKey, error) {
 // name and address, and returns it armored. With a non-empty passphrase the
 // secret key material is encrypted with it.
 func GenerateServiceKey(name, email string, now time.Time, passphrase []byte) ([]byte, error) {
+	return GenerateKey(name, email, now, 0, passphrase)
+}
+
+// GenerateKey makes an Ed25519/X25519 key pair created at now that expires
+// after lifetime (0: never), and returns the armored private key. Besides
+// the service key it makes the keys of the demo's and the tests'
+// participants, among them keys that have already expired.
+func GenerateKey(name, email string, now time.Time, lifetime time.Duration, passphrase []byte) ([]byte, error) {
 	addr, err := NormalizeAddress(email)
 	if err != nil {
 		return nil, fmt.Errorf("generate service key: %w", err)
 	}
 	cfg := &packet.Config{
-		Algorithm:     packet.PubKeyAlgoEdDSA,
-		Curve:         packet.Curve25519,
-		DefaultHash:   crypto.SHA256,
-		DefaultCipher: packet.CipherAES256,
-		Time:          func() time.Time { return now },
+		Algorithm:       packet.PubKeyAlgoEdDSA,
+		Curve:           packet.Curve25519,
+		DefaultHash:     crypto.SHA256,
+		DefaultCipher:   packet.CipherAES256,
+		Time:            func() time.Time { return now },
+		KeyLifetimeSecs: uint32(lifetime / time.Second),
 	}
 	e, err := openpgp.NewEntity(name, "", addr, cfg)
 	if err != nil {

@@ -579,8 +579,12 @@ func (x *decision) authorise() {
 	c.State = StateAuthorising
 	x.emit(RenderForm{Version: c.FormVersion})
 	x.audit("form", fmt.Sprintf("version %d; documents %s; payer %s", c.FormVersion, strings.Join(short(c.Authorised), " "), c.Payer))
+	// The form lists the question and the documents' titles. The employee
+	// gets it in ordinary mail — it is their own authorisation, and most
+	// employees have no key; the physician always has one, so their copy
+	// travels encrypted.
 	x.askMail(RoleEmployee, KindYesNo, StepEmployeeSign, Mail{Template: "form_employee", Form: true})
-	x.askMail(RolePhysician, KindYesNo, StepPhysicianSign, Mail{Template: "form_physician", Form: true})
+	x.askMail(RolePhysician, KindYesNo, StepPhysicianSign, Mail{Template: "form_physician", Form: true, Medical: true})
 	x.wait(StepEmployeeSign)
 	x.wait(StepPhysicianSign)
 }

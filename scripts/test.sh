@@ -29,3 +29,19 @@ echo "go vet ./..."
 go vet ./...
 echo "go test -race -shuffle=on ./..."
 go test -race -shuffle=on -timeout 12m ./...
+
+# A short run of every parser's fuzz test: a crash found here fails CI and
+# leaves the input under the package's testdata/fuzz for a regression test.
+fuzztime="${FUZZTIME:-8s}"
+for target in \
+	internal/message:FuzzParse \
+	internal/message:FuzzExtractReply \
+	internal/message:FuzzParseAnswer \
+	internal/procedure:FuzzDecide \
+	internal/pgpmime:FuzzRead \
+	internal/token:FuzzVerify; do
+	pkg="${target%%:*}" fn="${target#*:}"
+	echo "fuzz $fn ($pkg, $fuzztime)"
+	go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "./$pkg" >/dev/null
+done
+echo "fuzzing found nothing"

@@ -188,18 +188,20 @@ var subjectNames = map[string][2]string{
 }
 
 var payerNames = map[string][2]string{
-	"provider": {"de arbodienst (valt onder het abonnement van uw werkgever)", "the occupational health service (covered by your employer's contract)"},
+	"provider": {"de arbodienst (onder het contract van de werkgever)", "the arbodienst (under the employer's contract)"},
 	"employer": {"uw werkgever", "your employer"},
 	"employee": {"uzelf", "yourself"},
 }
 
+// fieldNames label the missing request fields. They read right for the
+// employee and for an employer who asks on the employee's behalf.
 var fieldNames = map[string][2]string{
-	"employee_name":      {"uw naam", "your name"},
-	"employee_email":     {"uw e-mailadres", "your e-mail address"},
-	"original_physician": {"naam en e-mailadres van uw eigen bedrijfsarts", "name and e-mail address of your own occupational physician"},
-	"employer":           {"uw werkgever", "your employer"},
+	"employee_name":      {"de naam van de werknemer", "the employee's name"},
+	"employee_email":     {"het e-mailadres van de werknemer", "the employee's e-mail address"},
+	"original_physician": {"naam en e-mailadres van de eigen bedrijfsarts", "name and e-mail address of the own occupational physician"},
+	"employer":           {"de werkgever", "the employer"},
 	"subject":            {"het onderwerp: verzuimbegeleiding, PAGO/PMO of beroepsziekte", "the subject: sickness absence, PAGO/PMO or occupational disease"},
-	"question":           {"uw vraag voor de second opinion", "your question for the second opinion"},
+	"question":           {"de vraag voor de second opinion", "the question for the second opinion"},
 }
 
 var stepNames = map[string][2]string{

@@ -42,6 +42,9 @@ for target in \
 	internal/token:FuzzVerify; do
 	pkg="${target%%:*}" fn="${target#*:}"
 	echo "fuzz $fn ($pkg, $fuzztime)"
-	go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "./$pkg" >/dev/null
+	if ! out=$(go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "./$pkg" 2>&1); then
+		echo "$out"
+		exit 1
+	fi
 done
 echo "fuzzing found nothing"

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"secondopinion/internal/config"
 	"secondopinion/internal/engine"
 	"secondopinion/internal/mailin"
 	"secondopinion/internal/mailout"
+	"secondopinion/internal/metrics"
 )
 
 var cmdServe = &command{
@@ -20,7 +23,9 @@ var cmdServe = &command{
 	args:    "--config FILE",
 	summary: "run the daemon: ingest mail, decide, remind, deliver",
 	help: `Runs until SIGTERM or SIGINT, which finish the current step and stop cleanly.
-SIGHUP reloads the registry; a registry with errors is refused and the old one stays.`,
+SIGHUP reloads the registry; a registry with errors is refused and the old one stays.
+Unless http.listen is "", /healthz and /metrics are served there (default
+127.0.0.1:9464); see docs/OPERATIONS.md.`,
 	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
 		cfgPath := fs.String("config", "secondopinion.yaml", "configuration file")
 		return func(ctx context.Context, e *env, args []string) error {
@@ -37,6 +42,19 @@ SIGHUP reloads the registry; a registry with errors is refused and the old one s
 				return err
 			}
 			defer w.Close()
+			var observeLag func(time.Duration)
+			if cfg.HTTP.Listen != "" {
+				ops, err := metrics.New(metrics.Options{Store: w.Store, Now: w.Engine.Now, Logger: logger})
+				if err != nil {
+					return err
+				}
+				_, stop, err := metrics.Serve(ctx, cfg.HTTP.Listen, ops, logger)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				observeLag = ops.ObserveIngestLag
+			}
 			imapPass, err := cfg.IMAPPassword()
 			if err != nil {
 				return err
@@ -49,7 +67,7 @@ SIGHUP reloads the registry; a registry with errors is refused and the old one s
 				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security),
 				Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
 				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
-				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound,
+				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound, ObserveLag: observeLag,
 			})
 			if err != nil {
 				return err
@@ -67,13 +85,7 @@ SIGHUP reloads the registry; a registry with errors is refused and the old one s
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					_, reg, errs := config.LoadAll(*cfgPath)
-					if len(errs) > 0 {
-						logger.Error("reload refused: the registry or config has errors; the old registry stays", "errors", len(errs), "first", errs[0].Error())
-						continue
-					}
-					w.Engine.SetRegistry(reg)
-					logger.Info("registry reloaded", "physicians", len(reg.Physicians), "employers", len(reg.Employers))
+					_ = reloadRegistry(*cfgPath, w.Engine, logger)
 				}
 			}()
 			logger.Info("serving", "service", cfg.Service.Address(), "data", cfg.DataDir)
@@ -82,6 +94,21 @@ SIGHUP reloads the registry; a registry with errors is refused and the old one s
 			return err
 		}
 	},
+}
+
+// reloadRegistry is what SIGHUP does: it loads the configuration and the
+// registry it names again and, only if both are free of errors, gives the
+// engine the new registry. A registry with errors is refused with a log
+// line naming the first problem, and the engine keeps the old one.
+func reloadRegistry(cfgPath string, e *engine.Engine, logger *slog.Logger) error {
+	_, reg, errs := config.LoadAll(cfgPath)
+	if len(errs) > 0 {
+		logger.Error("reload refused: the registry or config has errors; the old registry stays", "errors", len(errs), "first", errs[0].Error())
+		return fmt.Errorf("reload refused: %w", errors.Join(errs...))
+	}
+	e.SetRegistry(reg)
+	logger.Info("registry reloaded", "physicians", len(reg.Physicians), "employers", len(reg.Employers))
+	return nil
 }
 
 // newLogger logs to stderr as text or JSON, at the configured level.

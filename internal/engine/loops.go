@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,9 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 				}
 			}()
 			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				// Said at once, not only at shutdown: /healthz also sees
+				// the work this loop leaves undone.
+				e.log.Error("loop stopped", "loop", name, "err", err)
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
@@ -154,7 +158,7 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 		}
 	})
 
-	c := cron.New(cron.WithLocation(amsterdam))
+	c := cron.New(cron.WithLocation(amsterdam), cron.WithChain(cron.Recover(cronLogger{e.log})))
 	sweepSpec, keysSpec := l.SweepSpec, l.KeysSpec
 	if sweepSpec == "" {
 		sweepSpec = "@every 1m"
@@ -187,6 +191,12 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 	}); err != nil {
 		return fmt.Errorf("key schedule %q: %w", keysSpec, err)
 	}
+	// A case that waits for a key imported while the daemon was down
+	// resumes now, not at the next daily check.
+	goLoop("key check", func() error {
+		_, err := e.CheckKeys(context.WithoutCancel(ctx))
+		return err
+	})
 	c.Start()
 	<-ctx.Done()
 	<-c.Stop().Done()
@@ -197,4 +207,14 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// cronLogger lets robfig/cron log through slog (a recovered panic in a
+// scheduled job is an error; the schedule goes on).
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) {}
+
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("scheduled job: "+msg, append(kv, "err", err)...)
 }

@@ -440,3 +440,22 @@ func (s *Store) Documents(ctx context.Context, caseID int64) ([]DocumentRow, err
 	}
 	return out, rows.Err()
 }
+
+// ResolveAlert marks one alert (or, with id 0, every open alert) resolved.
+// It returns how many it resolved.
+func (s *Store) ResolveAlert(ctx context.Context, id int64, now time.Time) (int, error) {
+	q, args := `UPDATE alerts SET resolved_at = ? WHERE resolved_at IS NULL`, []any{ms(now)}
+	if id != 0 {
+		q += ` AND id = ?`
+		args = append(args, id)
+	}
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("resolve alert: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if id != 0 && n == 0 {
+		return 0, fmt.Errorf("alert %d: %w (or already resolved)", id, ErrNotFound)
+	}
+	return int(n), nil
+}

@@ -41,6 +41,8 @@ var (
 	ErrStale = errors.New("case changed concurrently")
 	// ErrNotFound: no such case, message or row.
 	ErrNotFound = errors.New("not found")
+	// ErrNewerSchema: the data dir was written by a newer version.
+	ErrNewerSchema = errors.New("database schema is newer than this binary")
 )
 
 // Store is an open data directory.
@@ -124,6 +126,18 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	sort.Strings(names)
+	// A database migrated by a newer binary is not opened by an older one:
+	// restore the backup taken before the upgrade instead.
+	var applied, known int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&applied); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if len(names) > 0 {
+		known, _ = strconv.Atoi(strings.SplitN(filepath.Base(names[len(names)-1]), "_", 2)[0])
+	}
+	if applied > known {
+		return fmt.Errorf("%w: the database has schema %d, this binary knows up to %d", ErrNewerSchema, applied, known)
+	}
 	for _, name := range names {
 		base := filepath.Base(name)
 		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])

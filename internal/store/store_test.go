@@ -381,3 +381,36 @@ func TestNextCaseIDIsKnownBeforeTheFirstCommit(t *testing.T) {
 		t.Errorf("documents %+v", docs)
 	}
 }
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s, err := Open(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.Exec(`INSERT INTO schema_migrations(version, name, applied_at) VALUES (99, '0099_future.sql', 0)`)
+	s.Close()
+	if _, err := Open(context.Background(), dir, nil); !errors.Is(err, ErrNewerSchema) {
+		t.Errorf("opening a newer schema: %v", err)
+	}
+}
+
+func TestAlertsAreResolved(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	s.AddAlert(ctx, 0, "one", t0)
+	s.AddAlert(ctx, 0, "two", t0)
+	open, _ := s.Alerts(ctx, false)
+	if n, err := s.ResolveAlert(ctx, open[0].ID, t0); n != 1 || err != nil {
+		t.Fatalf("resolve: %d %v", n, err)
+	}
+	if _, err := s.ResolveAlert(ctx, open[0].ID, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("resolving twice: %v", err)
+	}
+	if left, _ := s.Alerts(ctx, false); len(left) != 1 || left[0].Reason != "two" {
+		t.Errorf("open alerts %+v", left)
+	}
+	if n, _ := s.ResolveAlert(ctx, 0, t0); n != 1 {
+		t.Errorf("resolve all: %d", n)
+	}
+}

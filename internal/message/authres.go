@@ -2,6 +2,7 @@ package message
 
 import (
 	"fmt"
+	"net/mail"
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
@@ -17,9 +18,16 @@ type HeaderValues interface {
 // fields of a message (RFC 8601): only the topmost field whose authserv-id
 // is trustedAuthservID counts — our server prepends its field, so anything
 // below it, or from another authserv-id, may have been written by the
-// sender (RFC 8601 section 5) — and that field must show dkim=pass or
-// dmarc=pass. reason says what was found, for the quarantine notice.
+// sender (RFC 8601 section 5) — and that field must show dmarc=pass, or
+// dkim=pass for a signing domain aligned with the From domain (relaxed
+// alignment, RFC 7489 section 3.1.1: the same domain or a parent of it).
+// A DKIM pass for any other domain proves only that someone else signed.
+// reason says what was found, for the quarantine notice.
 func AuthResult(h HeaderValues, trustedAuthservID string) (pass bool, reason string) {
+	fromDomain := ""
+	if froms := h.Values("From"); len(froms) > 0 {
+		fromDomain = addressDomain(froms[0])
+	}
 	for _, v := range h.Values("Authentication-Results") {
 		id, results, err := authres.Parse(stripComments(v))
 		if !strings.EqualFold(id, trustedAuthservID) {
@@ -32,8 +40,12 @@ func AuthResult(h HeaderValues, trustedAuthservID string) (pass bool, reason str
 		for _, r := range results {
 			switch r := r.(type) {
 			case *authres.DKIMResult:
-				if r.Value == authres.ResultPass {
+				if r.Value == authres.ResultPass && aligned(fromDomain, r.Domain) {
 					return true, "dkim=pass" + param("header.d", r.Domain)
+				}
+				if r.Value == authres.ResultPass {
+					seen = append(seen, fmt.Sprintf("dkim=pass for %q, not aligned with the From domain %q", r.Domain, fromDomain))
+					continue
 				}
 				seen = append(seen, "dkim="+string(r.Value))
 			case *authres.DMARCResult:
@@ -49,6 +61,31 @@ func AuthResult(h HeaderValues, trustedAuthservID string) (pass bool, reason str
 		return false, fmt.Sprintf("Authentication-Results from %s: %s", trustedAuthservID, strings.Join(seen, ", "))
 	}
 	return false, fmt.Sprintf("no Authentication-Results from %s", trustedAuthservID)
+}
+
+// addressDomain returns the lower-case domain of the (first) address in a
+// From field value, or "".
+func addressDomain(v string) string {
+	if a, err := mail.ParseAddress(v); err == nil {
+		v = a.Address
+	} else if i, j := strings.LastIndex(v, "<"), strings.LastIndex(v, ">"); i >= 0 && j > i {
+		v = v[i+1 : j]
+	}
+	at := strings.LastIndex(v, "@")
+	if at < 0 {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSpace(v[at+1:]))
+}
+
+// aligned reports relaxed alignment: the From domain is the signing domain
+// or one of its subdomains.
+func aligned(fromDomain, signing string) bool {
+	signing = strings.ToLower(strings.TrimSuffix(signing, "."))
+	if fromDomain == "" || signing == "" {
+		return false
+	}
+	return fromDomain == signing || strings.HasSuffix(fromDomain, "."+signing)
 }
 
 func param(k, v string) string {

@@ -144,7 +144,10 @@ func TestAuthResult(t *testing.T) {
 		pass   bool
 		reason string
 	}{
-		{"dkim pass", h("Authentication-Results: mx.example.nl; dkim=pass (2048-bit key; unprotected) header.d=example.com"), true, "dkim=pass header.d=example.com"},
+		{"dkim pass", h("From: Jan <jan@example.com>", "Authentication-Results: mx.example.nl; dkim=pass (2048-bit key; unprotected) header.d=example.com"), true, "dkim=pass header.d=example.com"},
+		{"dkim pass for a parent domain", h("From: jan@mail.example.com", "Authentication-Results: mx.example.nl; dkim=pass header.d=example.com"), true, "dkim=pass header.d=example.com"},
+		{"dkim pass for another domain", h("From: Jan <jan@example.com>", "Authentication-Results: mx.example.nl; dkim=pass header.d=evil.example"), false,
+			`Authentication-Results from mx.example.nl: dkim=pass for "evil.example", not aligned with the From domain "example.com"`},
 		{"dmarc pass", h("Authentication-Results: MX.example.nl 1; spf=fail; dkim=fail; dmarc=pass header.from=example.com"), true, "dmarc=pass header.from=example.com"},
 		{"fail", h("Authentication-Results: mx.example.nl; dkim=fail; dmarc=fail"), false, "Authentication-Results from mx.example.nl: dkim=fail, dmarc=fail"},
 		{"forged lower block ignored", h("Authentication-Results: mx.example.nl; dkim=none", "Authentication-Results: mx.example.nl; dkim=pass header.d=example.com"), false, "Authentication-Results from mx.example.nl: dkim=none"},

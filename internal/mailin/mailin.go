@@ -123,7 +123,7 @@ type Options struct {
 	// default DefaultMaxSize. Negative means no limit.
 	MaxSize int64
 	// PollInterval is how often to look for new mail when the server has no
-	// IDLE; default DefaultPollInterval.
+	// IDLE, and how long one IDLE lasts at most; default DefaultPollInterval.
 	PollInterval time.Duration
 	// Backoff bounds the reconnect delay; defaults DefaultBackoffMin/Max.
 	Backoff Backoff
@@ -498,8 +498,12 @@ func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
 	return nil
 }
 
-// idle waits in IDLE until the server reports new mail, the connection
-// fails or ctx ends.
+// idle waits in IDLE until the server reports new mail, PollInterval has
+// passed, the connection fails or ctx ends. Leaving IDLE every
+// PollInterval (then NOOP, then a new search) means a server that failed
+// to report a message — go-imap's in-process server can drop an EXISTS
+// that arrives just before IDLE — delays it by one interval, never forever;
+// it also re-issues IDLE well within the 29 minutes RFC 2177 allows.
 func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan struct{}) error {
 	cmd, err := c.Idle()
 	if err != nil {
@@ -507,8 +511,13 @@ func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan 
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	t := time.NewTimer(in.opts.PollInterval)
+	defer t.Stop()
+	timedOut := false
 	select {
 	case <-kick:
+	case <-t.C:
+		timedOut = true
 	case <-ctx.Done():
 		_ = cmd.Close()
 		<-done
@@ -526,6 +535,11 @@ func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan 
 	}
 	if err := <-done; err != nil {
 		return fmt.Errorf("idle: %w", err)
+	}
+	if timedOut {
+		if err := c.Noop().Wait(); err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
 	}
 	return nil
 }

@@ -25,8 +25,9 @@ import (
 // compose turns a decision's effects into what the store commits: audit
 // entries, alerts, the rendered form, and every mail composed to its final
 // bytes (encrypted where medical), so that the outbox only has to deliver.
-func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []procedure.Effect, now time.Time) (store.Decision, error) {
+func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []procedure.Effect, now time.Time) (store.Decision, []procedure.KeyMissing, error) {
 	d := store.Decision{Case: c, Now: now}
+	var missing []procedure.KeyMissing
 	var form []byte
 	// withheld names the recipients whose medical mail could not be
 	// encrypted: the procedure's disclosure record for them becomes a
@@ -44,14 +45,14 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 		case procedure.Alert:
 			d.Alerts = append(d.Alerts, eff.Reason)
 			if row, err := e.alertMail(c, eff.Reason, now); err != nil {
-				return d, err
+				return d, nil, err
 			} else if row != nil {
 				d.Outbox = append(d.Outbox, *row)
 			}
 		case procedure.RenderForm:
 			pdf, err := e.renderForm(c, now)
 			if err != nil {
-				return d, fmt.Errorf("form: %w", err)
+				return d, nil, fmt.Errorf("form: %w", err)
 			}
 			form = pdf
 			d.Audit = append(d.Audit, store.AuditEntry{Event: "form rendered", At: now,
@@ -59,17 +60,18 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 		case procedure.Mail:
 			rows, audits, alerts, err := e.composeMail(ctx, c, eff, form, now)
 			if err != nil {
-				return d, fmt.Errorf("mail %s to %s: %w", eff.Template, eff.To, err)
+				return d, nil, fmt.Errorf("mail %s to %s: %w", eff.Template, eff.To, err)
 			}
 			if eff.Medical && len(alerts) > 0 {
 				withheld[string(eff.To)+" "+strings.ToLower(eff.Email)] = true
+				missing = append(missing, procedure.KeyMissing{Mail: eff, Reason: alerts[0]})
 			}
 			d.Outbox = append(d.Outbox, rows...)
 			d.Audit = append(d.Audit, audits...)
 			for _, a := range alerts {
 				d.Alerts = append(d.Alerts, a)
 				if row, err := e.alertMail(c, a, now); err != nil {
-					return d, err
+					return d, nil, err
 				} else if row != nil {
 					d.Outbox = append(d.Outbox, *row)
 				}
@@ -78,7 +80,7 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 			d.Purge = true
 		}
 	}
-	return d, nil
+	return d, missing, nil
 }
 
 // composeMail composes one mail effect. Medical mail goes only encrypted

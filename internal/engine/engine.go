@@ -166,7 +166,7 @@ func (e *Engine) Handle(ctx context.Context, caseID int64, in procedure.Input, s
 		if err != nil {
 			return nil, err
 		}
-		d, err := e.compose(ctx, next, effects, now)
+		d, missing, err := e.compose(ctx, next, effects, now)
 		if err != nil {
 			return nil, fmt.Errorf("case %s: compose: %w", next.Ref, err)
 		}
@@ -187,6 +187,15 @@ func (e *Engine) Handle(ctx context.Context, caseID int64, in procedure.Input, s
 		}
 		if e.o.OnCommit != nil {
 			e.o.OnCommit(saved, effects, d.Audit)
+		}
+		// A medical mail that could not be encrypted is kept by the case
+		// and sent when a key arrives: the same path, one input each.
+		for _, km := range missing {
+			next, err := e.Handle(ctx, saved.ID, km, Source{Via: "key"})
+			if err != nil {
+				return saved, fmt.Errorf("case %s: keep withheld %s: %w", saved.Ref, km.Mail.Template, err)
+			}
+			saved = next
 		}
 		return saved, nil
 	}

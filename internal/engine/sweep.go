@@ -88,25 +88,43 @@ func (e *Engine) CheckKeys(ctx context.Context) ([]string, error) {
 			return notes, err
 		}
 	}
-	open, err := e.o.Store.Cases(ctx, storeOpen())
+	ids, err := e.o.Store.CasesWaitingForKeys(ctx)
 	if err != nil {
 		return notes, err
 	}
-	for _, cs := range open {
-		c, err := e.o.Store.Case(ctx, cs.ID)
+	for _, id := range ids {
+		c, err := e.o.Store.Case(ctx, id)
 		if err != nil {
 			return notes, err
 		}
-		if c.WaitingKey == "" {
-			continue
-		}
-		if _, v, err := e.o.Keyring.Lookup(c.WaitingKey, now); err == nil && v.Usable {
-			if _, err := e.Handle(ctx, c.ID, procedure.KeyAvailable{Email: c.WaitingKey}, Source{Via: "key check"}); err != nil &&
+		for _, addr := range waitingAddresses(c) {
+			if _, v, err := e.o.Keyring.Lookup(addr, now); err != nil || !v.Usable {
+				continue
+			}
+			if _, err := e.Handle(ctx, c.ID, procedure.KeyAvailable{Email: addr}, Source{Via: "key check"}); err != nil &&
 				!errors.Is(err, procedure.ErrUnexpected) {
 				return notes, err
 			}
-			notes = append(notes, fmt.Sprintf("case %s resumed: a usable key for %s is on file", c.Ref, strings.ToLower(c.WaitingKey)))
+			notes = append(notes, fmt.Sprintf("case %s resumed: a usable key for %s is on file", c.Ref, addr))
 		}
 	}
 	return notes, nil
+}
+
+// waitingAddresses lists the addresses a case waits for a key of.
+func waitingAddresses(c *procedure.Case) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		a = strings.ToLower(a)
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	add(c.WaitingKey)
+	for _, w := range c.Withheld {
+		add(w.Email)
+	}
+	return out
 }

@@ -226,13 +226,16 @@ type Case struct {
 	AuthorisedAt    time.Time `json:"authorised_at,omitzero"`
 	ConsultTarget   time.Time `json:"consult_target,omitzero"`
 
-	AcceptedAt time.Time  `json:"accepted_at,omitzero"`
-	ConsultAt  time.Time  `json:"consult_at,omitzero"`
-	Forwarded  bool       `json:"forwarded"`
-	WaitingKey string     `json:"waiting_key,omitempty"` // address whose key is missing
-	Advice     []Document `json:"advice,omitempty"`
-	NoAdvice   bool       `json:"no_advice,omitempty"` // no substantive advice follows
-	AdviceAt   time.Time  `json:"advice_at,omitzero"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	ConsultAt  time.Time `json:"consult_at,omitzero"`
+	Forwarded  bool      `json:"forwarded"`
+	WaitingKey string    `json:"waiting_key,omitempty"` // address whose key is missing
+	// Withheld are medical mails that could not be encrypted for their
+	// recipient; they are sent when a usable key is imported.
+	Withheld []Mail     `json:"withheld,omitempty"`
+	Advice   []Document `json:"advice,omitempty"`
+	NoAdvice bool       `json:"no_advice,omitempty"` // no substantive advice follows
+	AdviceAt time.Time  `json:"advice_at,omitzero"`
 
 	FeedbackAnswered  bool `json:"feedback_answered"`
 	FeedbackPhysician bool `json:"feedback_physician"`
@@ -322,6 +325,7 @@ func (c *Case) clone() *Case {
 	n.Advice = append([]Document(nil), c.Advice...)
 	n.Questions = append([]Question(nil), c.Questions...)
 	n.Deadlines = append([]Deadline(nil), c.Deadlines...)
+	n.Withheld = append([]Mail(nil), c.Withheld...)
 	if c.Chosen != nil {
 		p := *c.Chosen
 		n.Chosen = &p

@@ -39,10 +39,18 @@ func (d Decider) Decide(c *Case, in Input, now time.Time) (*Case, []Effect, erro
 		return given, nil, fmt.Errorf("%s: %w (no case yet)", in.inputName(), ErrUnexpected)
 	}
 	if c.State.Final() {
-		if _, ok := in.(Purge); ok && c.State != StatePurged {
-			// Purging is the one step out of a final state.
-		} else if dl, ok := in.(DeadlineReached); ok && dl.Step == StepRetention && c.State != StatePurged {
-		} else {
+		switch in := in.(type) {
+		case Purge, KeyMissing, KeyAvailable:
+			// Purging is the one step out of a final state; a withheld
+			// mail (the advice to the own physician, say) is still owed.
+			if c.State == StatePurged {
+				return given, nil, fmt.Errorf("%s: %w (%s)", in.inputName(), ErrClosed, c.State)
+			}
+		case DeadlineReached:
+			if in.Step != StepRetention || c.State == StatePurged {
+				return given, nil, fmt.Errorf("%s: %w (%s)", in.inputName(), ErrClosed, c.State)
+			}
+		default:
 			return given, nil, fmt.Errorf("%s: %w (%s)", in.inputName(), ErrClosed, c.State)
 		}
 	}
@@ -111,14 +119,9 @@ func (x *decision) handle(in Input) error {
 		}
 		return x.consultDate(in.At)
 	case KeyAvailable:
-		if c.WaitingKey == "" || !strings.EqualFold(c.WaitingKey, in.Email) {
-			return x.unexpected(in)
-		}
-		c.WaitingKey = ""
-		x.clear(StepKey)
-		x.audit("key available", in.Email)
-		x.forward()
-		return nil
+		return x.keyAvailable(in)
+	case KeyMissing:
+		return x.keyMissing(in)
 	case Advice:
 		if c.State != StateAdvising && c.State != StatePlanning {
 			return x.unexpected(in)
@@ -789,6 +792,83 @@ func (x *decision) consultDate(at time.Time) error {
 	t := x.timing(StepAdvice)
 	x.setDeadline(StepAdvice, Remind, x.p.after(at, t.Remind))
 	x.setDeadline(StepAdvice, Escalate, x.p.after(at, t.Escalate))
+	return nil
+}
+
+// keyMissing keeps a medical mail that could not be encrypted, after
+// checking that it is one the procedure itself would send now.
+func (x *decision) keyMissing(in KeyMissing) error {
+	c, m := x.c, in.Mail
+	if !m.Medical || m.Email == "" {
+		return fmt.Errorf("%w: only a medical mail is withheld", ErrInvalid)
+	}
+	for _, sha := range m.Documents {
+		if m.To != RoleSO || !c.isAuthorised(sha) {
+			return fmt.Errorf("%w: document %s is not authorised for %s", ErrInvalid, sha, m.To)
+		}
+	}
+	if m.Advice && (m.To == RolePhysician && !c.FeedbackPhysician || m.To == RoleEmployer && !c.FeedbackEmployer || m.To == RoleSO) {
+		return fmt.Errorf("%w: the advice is not consented for %s", ErrInvalid, m.To)
+	}
+	for _, w := range c.Withheld {
+		if w.Seq == m.Seq {
+			return nil
+		}
+	}
+	c.Withheld = append(c.Withheld, m)
+	x.audit("withheld", fmt.Sprintf("%s to %s kept until a usable key for %s is imported (%s)", m.Template, m.To, m.Email, in.Reason))
+	if !c.State.Final() {
+		x.wait(StepKey)
+	}
+	return nil
+}
+
+// keyAvailable sends what waited for a key for the address: the forward to
+// the SO physician, and any withheld medical mail.
+func (x *decision) keyAvailable(in KeyAvailable) error {
+	c := x.c
+	var keep []Mail
+	var due []Mail
+	for _, w := range c.Withheld {
+		if strings.EqualFold(w.Email, in.Email) {
+			due = append(due, w)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	waiting := c.WaitingKey != "" && strings.EqualFold(c.WaitingKey, in.Email)
+	if !waiting && len(due) == 0 {
+		return x.unexpected(in)
+	}
+	x.audit("key available", in.Email)
+	c.Withheld = keep
+	for _, w := range due {
+		email, _, _ := x.recipient(w.To)
+		if !strings.EqualFold(email, w.Email) {
+			// The role's address changed since (another SO physician):
+			// the mail is not for the new one.
+			x.audit("withheld mail dropped", fmt.Sprintf("%s for %s: the %s is now %s", w.Template, w.Email, w.To, email))
+			continue
+		}
+		m := w
+		if _, open := c.OpenQuestion(w.Question); !open {
+			m.Question = 0 // its question was answered or closed meanwhile
+		}
+		x.mail(w.To, m)
+		switch {
+		case len(w.Documents) > 0:
+			x.disclose(w.To, w.Email, w.Documents, x.consentText())
+		case w.Advice:
+			x.disclose(w.To, w.Email, shas(c.Advice), "sent after a key was imported; consented as before ("+w.Template+")")
+		}
+	}
+	if waiting {
+		c.WaitingKey = ""
+		x.forward()
+	}
+	if c.WaitingKey == "" && len(c.Withheld) == 0 {
+		x.clear(StepKey)
+	}
 	return nil
 }
 

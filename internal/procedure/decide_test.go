@@ -604,3 +604,74 @@ func TestDecideDoesNotChangeItsArgument(t *testing.T) {
 		t.Error("Decide changed the case it was given")
 	}
 }
+
+func TestWithheldMedicalMailIsSentWhenAKeyArrives(t *testing.T) {
+	r := newRun(t)
+	r.toFeedback(fullService)
+	effs := r.do(Feedback{Physician: true})
+	adv := mailsTo(effs, RolePhysician)
+	if len(adv) != 1 || !adv[0].Advice {
+		t.Fatalf("completion to the physician %v", mailNames(adv))
+	}
+	// The engine found no usable key for the physician at sending time.
+	r.do(KeyMissing{Mail: adv[0], Reason: "key expired"})
+	if r.c.State != StateCompleted || len(r.c.Withheld) != 1 {
+		t.Fatalf("state %s withheld %d", r.c.State, len(r.c.Withheld))
+	}
+	// A made-up withheld mail is refused: advice the employee did not
+	// consent to share with the employer.
+	forged := adv[0]
+	forged.To, forged.Email = RoleEmployer, fullService.NoticeEmail
+	if err := r.try(KeyMissing{Mail: forged}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("forged withheld mail: %v", err)
+	}
+	if err := r.try(KeyAvailable{Email: "someone@else.example"}); !errors.Is(err, ErrUnexpected) {
+		t.Errorf("key for someone else: %v", err)
+	}
+	effs = r.do(KeyAvailable{Email: orig.Email})
+	resent := mailsTo(effs, RolePhysician)
+	if len(resent) != 1 || !resent[0].Advice || resent[0].Seq == adv[0].Seq {
+		t.Fatalf("resent %+v", resent)
+	}
+	if d := disclosures(effs); len(d) != 1 || d[0].To != RolePhysician {
+		t.Errorf("disclosure %+v", d)
+	}
+	if len(r.c.Withheld) != 0 {
+		t.Errorf("still withheld: %d", len(r.c.Withheld))
+	}
+	if err := r.try(KeyAvailable{Email: orig.Email}); !errors.Is(err, ErrUnexpected) {
+		t.Errorf("second key import: %v", err)
+	}
+}
+
+func TestWithheldIntakeWaitsForTheKey(t *testing.T) {
+	r := newRun(t)
+	effs := r.do(Request{From: RoleEmployee, Employee: Person{Name: "Jan", Email: "jan@mail.example"}, Employer: &fullService,
+		OriginalPhysician: &orig, Subject: SubjectVerzuim, Question: "?"})
+	intake := mailsTo(effs, RolePhysician)[0]
+	r.do(KeyMissing{Mail: intake, Reason: "no key on file"})
+	if d, _ := r.c.NextDeadline(); d.Step != StepKey && d.Step != StepIntake {
+		t.Errorf("next deadline %+v", d)
+	}
+	effs = r.do(KeyAvailable{Email: orig.Email})
+	if m := mailsTo(effs, RolePhysician); len(m) != 1 || m[0].Template != "intake" || !m[0].Medical {
+		t.Errorf("intake after the key: %v", templates(effs))
+	}
+	// The physician can still answer the intake question.
+	r.do(IntakeAnswer{Documents: []Document{doc1}, Candidates: pool})
+	if r.c.State != StateChoosing {
+		t.Errorf("state %s", r.c.State)
+	}
+}
+
+func TestResentMailKeepsItsOpenQuestion(t *testing.T) {
+	r := newRun(t)
+	effs := r.do(Request{From: RoleEmployee, Employee: Person{Name: "Jan", Email: "jan@mail.example"}, Employer: &fullService,
+		OriginalPhysician: &orig, Subject: SubjectVerzuim, Question: "?"})
+	intake := mailsTo(effs, RolePhysician)[0]
+	r.do(KeyMissing{Mail: intake})
+	effs = r.do(KeyAvailable{Email: orig.Email})
+	if m := mailsTo(effs, RolePhysician); len(m) != 1 || m[0].Question != intake.Question {
+		t.Errorf("resent intake asks question %d, want %d", m[0].Question, intake.Question)
+	}
+}

@@ -48,7 +48,17 @@ func inputFrom(c *Case, a, b byte, now time.Time) Input {
 	case 8:
 		return ConsultDate{At: now.Add(time.Duration(int(b)-50) * time.Hour)}
 	case 9:
-		return KeyAvailable{Email: []string{so1.Email, so2.Email, outside.Email}[int(b)%3]}
+		emails := []string{so1.Email, so2.Email, outside.Email, orig.Email, "j@x.example", "hr@acme.example"}
+		if b&1 == 0 {
+			return KeyAvailable{Email: emails[int(b>>1)%len(emails)]}
+		}
+		// A withheld mail as the engine would report it, or a made-up one
+		// the procedure must refuse.
+		m := Mail{Seq: int(b), To: roles[int(b>>1)%len(roles)], Email: emails[int(b>>3)%len(emails)], Medical: b&2 != 0, Advice: b&8 != 0}
+		for _, d := range docs[int(b>>4)%len(docs)] {
+			m.Documents = append(m.Documents, d.SHA256)
+		}
+		return KeyMissing{Mail: m, Reason: "expired"}
 	case 10:
 		return Advice{NoSubstantive: b%3 == 0, Documents: docs[int(b)%len(docs)]}
 	case 11:

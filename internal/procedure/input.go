@@ -73,6 +73,15 @@ type ConsultDate struct{ At time.Time }
 // KeyAvailable tells that a usable key was imported for an address.
 type KeyAvailable struct{ Email string }
 
+// KeyMissing tells that a medical mail of an earlier decision could not be
+// encrypted for its recipient (no usable key at the moment of sending):
+// the recipient got a content-free notice instead. The case keeps the mail
+// and sends it when a usable key is imported.
+type KeyMissing struct {
+	Mail   Mail
+	Reason string
+}
+
 // Advice is the SO physician's advice, or the statement that no substantive
 // advice follows.
 type Advice struct {
@@ -119,6 +128,7 @@ func (Signature) inputName() string        { return "signature" }
 func (Acceptance) inputName() string       { return "acceptance" }
 func (ConsultDate) inputName() string      { return "consult date" }
 func (KeyAvailable) inputName() string     { return "key available" }
+func (KeyMissing) inputName() string       { return "key missing" }
 func (Advice) inputName() string           { return "advice" }
 func (Feedback) inputName() string         { return "feedback consent" }
 func (Unclear) inputName() string          { return "unclear answer" }

@@ -459,3 +459,24 @@ func (s *Store) ResolveAlert(ctx context.Context, id int64, now time.Time) (int,
 	}
 	return int(n), nil
 }
+
+// CasesWaitingForKeys returns the cases (open or closed, not purged) that
+// wait for a usable key: a forward held back, or a withheld medical mail.
+func (s *Store) CasesWaitingForKeys(ctx context.Context) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM cases WHERE state != 'purged' AND (
+		COALESCE(json_extract(CAST(data AS TEXT), '$.waiting_key'), '') != ''
+		OR COALESCE(json_array_length(CAST(data AS TEXT), '$.withheld'), 0) > 0) ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("cases waiting for keys: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -76,9 +76,12 @@ func (e *Engine) ProcessInbound(ctx context.Context, in store.Inbound) error {
 		return nil
 	case errors.As(err, &q):
 		e.log.Warn("message quarantined", "inbound", in.ID, "reason", q.reason, "duration", time.Since(start).Round(time.Microsecond))
-		return e.quarantine(ctx, in, q.reason)
+		if err := e.quarantine(ctx, in, q.reason); err != nil {
+			return fmt.Errorf("message %d stays pending: quarantine: %w", in.ID, err)
+		}
+		return nil
 	default:
-		return err
+		return fmt.Errorf("message %d stays pending: %w", in.ID, err)
 	}
 }
 
@@ -87,11 +90,14 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 	if in.Oversize {
 		return quarantined("message of %d bytes is over the size limit; kept unparsed", in.Size)
 	}
-	raw, err := e.readRaw(in)
+	// The stored message is read as a stream, once per pass, never held
+	// whole: its size is bounded only by the ingest's limit.
+	raw, err := e.o.Store.OpenInbound(in)
 	if err != nil {
-		return err
+		return fmt.Errorf("inbound %d: %w", in.ID, err)
 	}
-	m, err := message.Parse(bytes.NewReader(raw), parseLimits)
+	defer raw.Close()
+	m, err := message.Parse(raw, parseLimits)
 	if err != nil {
 		return quarantined("unreadable message: %v", err)
 	}
@@ -113,6 +119,9 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 		return err
 	}
 	if v.c == nil {
+		if why := unreadableText(m); why != "" {
+			return quarantined("the text cannot be read (%s); not taken for a request", why)
+		}
 		return e.request(ctx, in, m)
 	}
 	if e.o.StrictAuth {
@@ -123,30 +132,48 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 	var docs []store.DocumentRow
 	var procDocs []procedure.Document
 	if m.Encrypted || m.Signed {
-		d, err := pgpmime.Read(bytes.NewReader(raw), e.o.Service, e.o.Keyring, now)
+		if _, err := raw.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("inbound %d: %w", in.ID, err)
+		}
+		d, err := pgpmime.Read(raw, e.o.Service, e.o.Keyring, now)
 		if err != nil {
 			return quarantined("cannot decrypt or verify: %v", err)
 		}
 		v.decrypt = d
-		inner := d.Inner
-		if inner == nil {
+		// The signature is judged before any attachment is read: nothing
+		// from a sender who is not who they claim is stored.
+		if err := signatureRequired(v); err != nil {
+			return err
+		}
+		var inner io.Reader = bytes.NewReader(d.Inner)
+		if d.Inner == nil {
+			if _, err := raw.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("inbound %d: %w", in.ID, err)
+			}
 			inner = raw
 		}
 		var sealed []*sealedAttachment
+		var sealErr error
 		opts := parseLimits
 		opts.OnAttachment = func(a *message.Attachment, body io.Reader) error {
 			rel, err := e.seal(body)
 			if err != nil {
+				sealErr = err
 				return err
 			}
 			sealed = append(sealed, &sealedAttachment{a: a, path: rel})
 			return nil
 		}
-		im, err := message.Parse(bytes.NewReader(inner), opts)
+		im, err := message.Parse(inner, opts)
+		if sealErr != nil {
+			// The store failed (a full disk), not the message: it stays
+			// pending and is read again.
+			return fmt.Errorf("seal attachment: %w", sealErr)
+		}
 		if err != nil {
 			return quarantined("unreadable encrypted content: %v", err)
 		}
-		m.Text, m.Reply, m.Attachments = im.Text, im.Reply, im.Attachments
+		m.Text, m.Reply, m.Attachments, m.Problems = im.Text, im.Reply, im.Attachments, im.Problems
 		for _, s := range sealed {
 			title := strings.TrimSuffix(s.a.Name, path.Ext(s.a.Name))
 			if title == "" {
@@ -156,14 +183,11 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 			procDocs = append(procDocs, procedure.Document{Title: title, Name: s.a.Name, SHA256: s.a.SHA256, Size: s.a.Size, Date: m.Date})
 		}
 	}
-	if needsSignature(v.q) {
-		if v.decrypt == nil || v.decrypt.Signature.Status != pgpmime.StatusValid {
-			status := "unsigned"
-			if v.decrypt != nil {
-				status = v.decrypt.Signature.Status.String()
-			}
-			return quarantined("%s reply for %s must be PGP-signed by the registered key of %s; signature: %s", v.role, v.q.Step, v.q.Email, status)
-		}
+	if err := signatureRequired(v); err != nil {
+		return err
+	}
+	if why := unreadableText(m); why != "" {
+		return quarantined("case %s: the text cannot be read (%s); not taken for an answer", v.c.Ref, why)
 	}
 	input, err := e.answer(v, m, procDocs, now)
 	if err != nil {
@@ -202,6 +226,35 @@ func (e *Engine) seal(body io.Reader) (string, error) {
 	return rel, err
 }
 
+// signatureRequired quarantines an answer that must be signed and is not
+// validly signed by the registered key.
+func signatureRequired(v verdict) error {
+	if !needsSignature(v.q) || v.decrypt != nil && v.decrypt.Signature.Status == pgpmime.StatusValid {
+		return nil
+	}
+	status := "unsigned"
+	if v.decrypt != nil {
+		status = v.decrypt.Signature.Status.String()
+	}
+	return quarantined("%s reply for %s must be PGP-signed by the registered key of %s; signature: %s", v.role, v.q.Step, v.q.Email, status)
+}
+
+// unreadableText says why the text of a message cannot be trusted to say
+// what its sender wrote — a charset we do not know, or bytes that are not
+// text in the charset it names — or "" when it can. Such text is never
+// read for an answer: the daemon does not guess (DESIGN.md).
+func unreadableText(m *message.Message) string {
+	for _, p := range m.Problems {
+		if strings.HasPrefix(p, "attachment ") || strings.HasPrefix(p, "forwarded message") {
+			continue
+		}
+		if strings.Contains(p, "unknown charset") || strings.Contains(p, ": invalid ") && strings.HasSuffix(p, " text") {
+			return strings.Replace(p, "unknown charset: unknown charset", "unknown charset", 1)
+		}
+	}
+	return ""
+}
+
 // needsSignature: the original physician's intake (documents), co-signature
 // and the SO physician's advice must be PGP-signed by the registered key.
 func needsSignature(q procedure.Question) bool {
@@ -210,15 +263,6 @@ func needsSignature(q procedure.Question) bool {
 		return true
 	}
 	return false
-}
-
-func (e *Engine) readRaw(in store.Inbound) ([]byte, error) {
-	f, err := e.o.Store.OpenInbound(in)
-	if err != nil {
-		return nil, fmt.Errorf("inbound %d: %w", in.ID, err)
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
 
 var ourMessageID = regexp.MustCompile(`^(so-\d{4}-\d{4,6})\.(\d+)\.[0-9a-f]{12}@`)
@@ -460,15 +504,18 @@ func normName(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// quarantine keeps a message for the backoffice with its reason.
+// quarantine keeps a message for the backoffice with its reason. The
+// message is marked last: if the store fails in between, it stays pending
+// and is quarantined again on the next pass (at worst a second alert),
+// rather than sitting in quarantine with no alert and no audit entry.
 func (e *Engine) quarantine(ctx context.Context, in store.Inbound, reason string) error {
 	now := e.Now()
-	if err := e.o.Store.MarkInbound(ctx, in.ID, store.InboundQuarantined, reason, 0, now); err != nil {
-		return err
-	}
 	if err := e.o.Store.AddAlert(ctx, 0, fmt.Sprintf("message %d quarantined: %s", in.ID, reason), now); err != nil {
 		return err
 	}
-	return e.o.Store.AppendAudit(ctx, store.AuditEntry{CaseRef: "-", At: now, Event: "quarantined",
-		Detail: fmt.Sprintf("message %d (%s): %s", in.ID, in.SHA256[:16], reason)})
+	if err := e.o.Store.AppendAudit(ctx, store.AuditEntry{CaseRef: "-", At: now, Event: "quarantined",
+		Detail: fmt.Sprintf("message %d (%s): %s", in.ID, in.SHA256[:16], reason)}); err != nil {
+		return err
+	}
+	return e.o.Store.MarkInbound(ctx, in.ID, store.InboundQuarantined, reason, 0, now)
 }

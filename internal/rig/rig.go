@@ -110,6 +110,16 @@ type Options struct {
 	KeylessPhysicians, ExpiredKeys []string
 	// PollInterval of the IMAP ingest when the server lacks IDLE.
 	PollInterval time.Duration
+	// ServiceLocalPart is the local part of the service's address in
+	// ServiceDomain (default "so"). Several rigs on one real mail server
+	// each need their own mailbox.
+	ServiceLocalPart string
+	// Backoffice is the backoffice's notice address (default AddrBackoffice).
+	Backoffice string
+	// Participants are further people's addresses (employees) who get a
+	// mailbox in the in-process world and a Person, besides the registry's
+	// and the demo's.
+	Participants []string
 }
 
 // Servers are real mail servers for the daemon and the participants.
@@ -164,9 +174,15 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 			return nil, err
 		}
 	}
+	if o.ServiceLocalPart == "" {
+		o.ServiceLocalPart = "so"
+	}
+	if o.Backoffice == "" {
+		o.Backoffice = AddrBackoffice
+	}
 	r = &Rig{Clock: NewClock(o.Start), dir: o.Dir, seen: map[string]bool{}, People: map[string]*Person{},
-		Info: engine.ServiceInfo{LocalPart: "so", Domain: ServiceDomain, DisplayName: "Second opinion bedrijfsarts",
-			Provider: "Arbo Noord", Backoffice: AddrBackoffice, Lang: "nl"}}
+		Info: engine.ServiceInfo{LocalPart: o.ServiceLocalPart, Domain: ServiceDomain, DisplayName: "Second opinion bedrijfsarts",
+			Provider: "Arbo Noord", Backoffice: o.Backoffice, Lang: "nl"}}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -189,7 +205,12 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 			return nil, err
 		}
 		r.World = world
-		for _, a := range append(participantAddrs(o.Registry), r.Info.Address(), AddrBackoffice, AddrEmployee, AddrEmployee2) {
+		added := map[string]bool{}
+		for _, a := range append(append(participantAddrs(o.Registry), r.Info.Address(), r.Info.Backoffice, AddrEmployee, AddrEmployee2), o.Participants...) {
+			if added[a] {
+				continue
+			}
+			added[a] = true
 			if err := world.AddUser(a, "demo"); err != nil {
 				return nil, err
 			}
@@ -332,7 +353,12 @@ func (r *Rig) setupKeys(o Options) error {
 	}
 	r.People[AddrEmployee] = &Person{Name: "Şahin Yılmaz", Addr: AddrEmployee}
 	r.People[AddrEmployee2] = &Person{Name: "Łukasz Kowalski", Addr: AddrEmployee2}
-	r.People[AddrBackoffice] = &Person{Name: "Backoffice", Addr: AddrBackoffice}
+	r.People[r.Info.Backoffice] = &Person{Name: "Backoffice", Addr: r.Info.Backoffice}
+	for _, a := range o.Participants {
+		if r.People[a] == nil {
+			r.People[a] = &Person{Name: a, Addr: a}
+		}
+	}
 	return nil
 }
 

@@ -32,6 +32,11 @@ type PostfixOptions struct {
 	// is refused with 550 5.1.1. Plus addressing (user+tag@domain) delivers
 	// to user's maildir.
 	Mailboxes []string
+	// Addresses maps further addresses, in any domain, to a mailbox (a
+	// local part as in Mailboxes, its maildir BASE/<mailbox>/). Their
+	// domains are accepted too, as virtual mailbox domains; any other
+	// address in them is refused with 550 5.1.1.
+	Addresses map[string]string
 	// MessageSizeLimit in bytes; 0 means 100 MiB.
 	MessageSizeLimit int64
 }
@@ -141,11 +146,33 @@ func (p *Postfix) prepare(opts PostfixOptions) error {
 		return err
 	}
 	var maps strings.Builder
+	type entry struct{ addr, box string }
+	var entries []entry
 	for _, u := range opts.Mailboxes {
+		entries = append(entries, entry{u + "@" + opts.Domain, u})
+	}
+	addrs := make([]string, 0, len(opts.Addresses))
+	for a := range opts.Addresses {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		if i := strings.LastIndexByte(a, '@'); i <= 0 || i == len(a)-1 || strings.ContainsAny(a, " \t\r\n") {
+			return fmt.Errorf("invalid address %q", a)
+		}
+		entries = append(entries, entry{strings.ToLower(a), opts.Addresses[a]})
+	}
+	made := map[string]bool{}
+	for _, e := range entries {
+		u := e.box
 		if u == "" || strings.ContainsAny(u, "/+@ \t\r\n") {
 			return fmt.Errorf("invalid mailbox local part %q", u)
 		}
-		fmt.Fprintf(&maps, "%s@%s %s/\n", u, opts.Domain, u)
+		fmt.Fprintf(&maps, "%s %s/\n", e.addr, u)
+		if made[u] {
+			continue
+		}
+		made[u] = true
 		for _, sub := range []string{"", "new", "cur", "tmp"} {
 			d := filepath.Join(opts.MaildirBase, u, sub)
 			if err := os.MkdirAll(d, 0o700); err != nil {
@@ -255,7 +282,7 @@ alias_database =
 relay_domains =
 default_transport = error
 relay_transport = error
-virtual_mailbox_domains = %[3]s
+virtual_mailbox_domains = %[9]s
 virtual_mailbox_base = %[4]s
 virtual_mailbox_maps = texthash:%[5]s/mailboxes
 virtual_uid_maps = static:%[6]d
@@ -267,7 +294,7 @@ recipient_delimiter = +
 smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
 smtpd_recipient_restrictions = check_policy_service inet:%[8]s
 biff = no
-`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr())
+`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "))
 	// Only the services a local virtual delivery needs; none chrooted,
 	// one inet listener.
 	master := p.Addr + ` inet n - n - - smtpd
@@ -295,6 +322,23 @@ postlog    unix-dgram n - n - 1 postlogd
 		return err
 	}
 	return os.WriteFile(filepath.Join(p.confDir, "master.cf"), []byte(master), 0o644)
+}
+
+// postfixDomains lists the accepted domains: Domain, then those of the
+// further addresses, each once.
+func postfixDomains(opts PostfixOptions) []string {
+	out := []string{opts.Domain}
+	seen := map[string]bool{opts.Domain: true}
+	var more []string
+	for a := range opts.Addresses {
+		d := strings.ToLower(a[strings.LastIndexByte(a, '@')+1:])
+		if !seen[d] {
+			seen[d] = true
+			more = append(more, d)
+		}
+	}
+	sort.Strings(more)
+	return append(out, more...)
 }
 
 func (p *Postfix) postfix(args ...string) error {

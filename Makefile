@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make demo` runs the procedure end to end
 # on the embedded default; `make test` installs what the tests need and runs them.
-.PHONY: demo test build bench fmt
+.PHONY: demo test build bench fmt crash
 
 demo:
 	go run ./cmd/secondopinion demo --out demo-out
@@ -16,3 +16,9 @@ bench:
 
 fmt:
 	gofmt -w .
+
+# The long crash test: the daemon killed with SIGKILL CRASH_KILLS times
+# under load (the short version, 20 kills, runs with the tests).
+CRASH_KILLS ?= 200
+crash:
+	CRASH_KILLS=$(CRASH_KILLS) go test -count=1 -run TestKill9UnderLoad -v -timeout 60m ./internal/crashtest

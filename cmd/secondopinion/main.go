@@ -47,6 +47,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // commands is the one table of subcommands.
 func commands() []*command {
 	return []*command{
+		cmdAlerts,
 		cmdCheckConfig,
 		cmdDemo,
 		cmdServe,
@@ -57,6 +58,7 @@ func commands() []*command {
 		cmdCase,
 		cmdQuarantine,
 		cmdAudit,
+		cmdBench,
 	}
 }
 

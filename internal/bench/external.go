@@ -1,0 +1,348 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"secondopinion/internal/mailworld"
+	"secondopinion/internal/pgpmime"
+	"secondopinion/internal/registry"
+	"secondopinion/internal/rig"
+)
+
+// External is a daemon in a process of its own — `secondopinion serve
+// --config FILE`, from a built binary — against an in-process mail world
+// that lives in the caller's process, so that mail survives the daemon
+// being killed and restarted. It writes what serve needs: a configuration,
+// the registry (the demo registry), the keys dir with the service key and
+// the physicians' public keys, the token key and the IMAP password.
+type External struct {
+	Dir    string // config, keys, data, daemon.log
+	Bin    string
+	Config string // the configuration file
+	World  *mailworld.World
+	Box    *Postbox
+	Driver *Driver
+	Cast   Cast
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	log      *os.File
+	Starts   int
+	peakRSS  int64
+	cpu      time.Duration // user+system time of the daemon's finished runs
+	Registry *registry.Registry
+}
+
+// ServiceAddr is the external daemon's service address.
+const ServiceAddr = "so@" + rig.ServiceDomain
+
+// NewExternal prepares dir and starts the mail world; Start runs the
+// daemon.
+func NewExternal(dir, bin string) (x *External, err error) {
+	x = &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry()}
+	defer func() {
+		if err != nil {
+			x.Close()
+		}
+	}()
+	reg := x.Registry
+	domains := []string{rig.ServiceDomain, "mail.example"}
+	for _, p := range reg.Physicians {
+		domains = append(domains, p.Email[strings.IndexByte(p.Email, '@')+1:])
+	}
+	if x.World, err = mailworld.New(&mailworld.Options{Domains: domains, OnAccept: x.Box.Accept}); err != nil {
+		return nil, err
+	}
+	const imapPass = "external-daemon"
+	users := []string{ServiceAddr, rig.AddrBackoffice}
+	for _, p := range reg.Physicians {
+		users = append(users, p.Email)
+	}
+	for _, e := range reg.Employers {
+		users = append(users, e.NoticeEmail)
+	}
+	for _, u := range users {
+		if err := x.World.AddUser(u, imapPass); err != nil {
+			return nil, err
+		}
+	}
+	keysDir := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keysDir, 0o700); err != nil {
+		return nil, err
+	}
+	keys, err := pgpmime.OpenKeyring(keysDir)
+	if err != nil {
+		return nil, err
+	}
+	born := time.Now().Add(-time.Hour)
+	svcArmored, err := pgpmime.GenerateServiceKey("Second opinion bedrijfsarts", ServiceAddr, born, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := keys.WriteServiceKey(svcArmored); err != nil {
+		return nil, err
+	}
+	svc, err := pgpmime.ParseServiceKey(svcArmored, nil)
+	if err != nil {
+		return nil, err
+	}
+	people := map[string]*Person{}
+	for _, p := range reg.Physicians {
+		armored, err := pgpmime.GenerateServiceKey(p.Name, p.Email, born, nil)
+		if err != nil {
+			return nil, err
+		}
+		k, err := pgpmime.ParseServiceKey(armored, nil)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := k.ArmoredPublic()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := keys.Import(pub, time.Now()); err != nil {
+			return nil, fmt.Errorf("import %s: %w", p.Email, err)
+		}
+		people[p.Email] = &Person{Name: p.Name, Addr: p.Email, Key: k}
+	}
+	x.Cast = Cast{Service: ServiceAddr, Original: people[rig.AddrOriginal], SO: map[string]*Person{}}
+	for _, p := range reg.Physicians {
+		if p.HasRole(registry.RoleSecondOpinion) {
+			x.Cast.SO[p.Name] = people[p.Email]
+		}
+	}
+	x.Driver = &Driver{SMTPAddr: x.World.SMTPAddr(), Service: svc.Public(), Keys: keys, Box: x.Box, Now: time.Now,
+		Tag: strconv.FormatInt(time.Now().UnixNano(), 36)}
+
+	regYAML, err := yaml.Marshal(reg)
+	if err != nil {
+		return nil, err
+	}
+	secret := func(name string, b []byte) (string, error) {
+		p := filepath.Join(dir, name)
+		return p, os.WriteFile(p, b, 0o600)
+	}
+	tokenFile, err := secret("token.key", []byte(strings.Repeat("external-token-key", 3)))
+	if err != nil {
+		return nil, err
+	}
+	passFile, err := secret("imap.password", []byte(imapPass))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := secret("registry.yaml", regYAML); err != nil {
+		return nil, err
+	}
+	imapHost, imapPort := splitHostPort(x.World.IMAPAddr())
+	smtpHost, smtpPort := splitHostPort(x.World.SMTPAddr())
+	cfg := fmt.Sprintf(`service:
+  local_part: so
+  domain: %s
+  display_name: Second opinion bedrijfsarts
+  provider: Arbo Noord
+  language: nl
+  backoffice: %s
+imap:
+  host: %s
+  port: %s
+  security: plain
+  username: %s
+  password_file: %s
+  poll_interval: 1s
+smtp:
+  host: %s
+  port: %s
+  security: plain
+data_dir: data
+keys_dir: keys
+registry: registry.yaml
+token_key_file: %s
+policy:
+  strict_auth: false
+log:
+  format: text
+  level: info
+http:
+  listen: ""
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, smtpHost, smtpPort, tokenFile)
+	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
+		return nil, err
+	}
+	if x.log, err = os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+func splitHostPort(addr string) (string, string) {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[:i], addr[i+1:]
+}
+
+// Start runs the daemon (it must not be running).
+func (x *External) Start() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cmd != nil {
+		return errors.New("daemon already running")
+	}
+	cmd := exec.Command(x.Bin, "serve", "--config", x.Config)
+	cmd.Dir = x.Dir
+	cmd.Stdout, cmd.Stderr = x.log, x.log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	x.Starts++
+	fmt.Fprintf(x.log, "--- bench: daemon start %d, pid %d\n", x.Starts, cmd.Process.Pid)
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	x.cmd, x.exited = cmd, exited
+	return nil
+}
+
+// Pid is the running daemon's process id (0: none).
+func (x *External) Pid() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cmd == nil {
+		return 0
+	}
+	return x.cmd.Process.Pid
+}
+
+// PeakRSS is the highest peak RSS of any of the daemon's runs so far (the
+// running one included).
+func (x *External) PeakRSS() int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.notePeakLocked()
+	return x.peakRSS
+}
+
+func (x *External) notePeakLocked() {
+	if x.cmd != nil {
+		x.peakRSS = max(x.peakRSS, PeakRSSOf(x.cmd.Process.Pid))
+	}
+}
+
+// CPU is the user+system CPU time of the daemon's finished runs.
+func (x *External) CPU() time.Duration {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.cpu
+}
+
+// Kill kills the daemon with SIGKILL and waits for it to be gone.
+func (x *External) Kill() error { return x.signal(syscall.SIGKILL, "kill -9") }
+
+// Stop stops the daemon with SIGTERM (it finishes its step) and waits.
+func (x *External) Stop() error { return x.signal(syscall.SIGTERM, "stop") }
+
+func (x *External) signal(sig syscall.Signal, what string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cmd == nil {
+		return nil
+	}
+	x.notePeakLocked()
+	fmt.Fprintf(x.log, "--- bench: %s pid %d\n", what, x.cmd.Process.Pid)
+	if err := x.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-x.exited:
+	case <-time.After(30 * time.Second):
+		x.cmd.Process.Kill()
+		<-x.exited
+		x.cmd = nil
+		return fmt.Errorf("daemon did not %s within 30 s", what)
+	}
+	state := x.cmd.ProcessState
+	x.cmd = nil
+	if state != nil {
+		x.cpu += state.UserTime() + state.SystemTime()
+	}
+	if sig == syscall.SIGTERM && state != nil && !state.Success() {
+		return fmt.Errorf("daemon exited with %v after SIGTERM (see %s)", state, filepath.Join(x.Dir, "daemon.log"))
+	}
+	return nil
+}
+
+// Running reports whether the daemon process is alive (it has not exited
+// on its own).
+func (x *External) Running() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cmd == nil {
+		return false
+	}
+	select {
+	case <-x.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Close kills the daemon if it runs and stops the mail world.
+func (x *External) Close() error {
+	err := x.Kill()
+	if x.World != nil {
+		err = errors.Join(err, x.World.Close())
+	}
+	if x.log != nil {
+		x.log.Close()
+	}
+	return err
+}
+
+// DataDir is the daemon's data directory.
+func (x *External) DataDir() string { return filepath.Join(x.Dir, "data") }
+
+// AddEmployees makes n employee mailboxes, named with prefix.
+func (x *External) AddEmployees(prefix string, from, n int) ([]*Person, error) {
+	out := make([]*Person, 0, n)
+	for i := from; i < from+n; i++ {
+		p := &Person{Name: fmt.Sprintf("Werknemer %s%d", prefix, i), Addr: fmt.Sprintf("%s%06d@mail.example", prefix, i)}
+		if err := x.World.AddUser(p.Addr, "x"); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// WaitReady waits until the daemon has logged in to IMAP (its log says
+// "serving") or ctx ends.
+func (x *External) WaitReady(ctx context.Context) error {
+	for {
+		if !x.Running() {
+			return fmt.Errorf("daemon exited (see %s)", filepath.Join(x.Dir, "daemon.log"))
+		}
+		b, _ := os.ReadFile(filepath.Join(x.Dir, "daemon.log"))
+		if strings.Count(string(b), "msg=serving") >= x.Starts {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

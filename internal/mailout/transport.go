@@ -146,7 +146,12 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 	if err != nil {
 		return classify(err, "")
 	}
-	defer c.Close()
+	quitting := false
+	defer func() {
+		if !quitting {
+			c.Close()
+		}
+	}()
 	// Closing the connection interrupts whatever the client waits for.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -206,8 +211,17 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 	if err := wc.Close(); err != nil {
 		return wrap(err, "")
 	}
-	// The message is accepted; a failing QUIT changes nothing.
-	c.Quit()
+	// The message is accepted. Say so at once, so the outbox records the
+	// delivery before anything else can go wrong: a crash between the
+	// server's 250 and that record sends the message again (with the same
+	// Message-ID), and the reply to QUIT is not worth widening that window.
+	// QUIT goes in the background, bounded by the command timeouts already
+	// set; a failing QUIT changes nothing.
+	quitting = true
+	go func() {
+		c.Quit()
+		c.Close()
+	}()
 	return nil
 }
 

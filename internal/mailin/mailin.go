@@ -282,15 +282,10 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 			return false, err
 		}
 	}
-	sel, err := c.Select(in.opts.Mailbox, nil).Wait()
+	sel, err := in.selectMailbox(c)
 	if err != nil {
-		return false, fmt.Errorf("select %s: %w", in.opts.Mailbox, err)
+		return false, err
 	}
-	if in.uidValidity != 0 && sel.UIDValidity != in.uidValidity {
-		in.log.Warn("UIDVALIDITY changed; fetching every unprocessed message again",
-			"old", in.uidValidity, "new", sel.UIDValidity)
-	}
-	in.uidValidity = sel.UIDValidity
 	idle := c.Caps().Has(imap.CapIdle)
 
 	for {
@@ -304,6 +299,14 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		}
 		if idle {
 			err = in.idle(ctx, c, kick)
+			if errors.Is(err, errIdleTimeout) {
+				// A fresh view of the mailbox: a session that missed a
+				// message (see idle) sees it after selecting again.
+				if sel, err = in.selectMailbox(c); err != nil {
+					return true, err
+				}
+				continue
+			}
 		} else {
 			err = in.poll(ctx, c)
 		}
@@ -499,11 +502,12 @@ func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
 }
 
 // idle waits in IDLE until the server reports new mail, PollInterval has
-// passed, the connection fails or ctx ends. Leaving IDLE every
-// PollInterval (then NOOP, then a new search) means a server that failed
-// to report a message — go-imap's in-process server can drop an EXISTS
-// that arrives just before IDLE — delays it by one interval, never forever;
-// it also re-issues IDLE well within the 29 minutes RFC 2177 allows.
+// passed (errIdleTimeout), the connection fails or ctx ends. Leaving IDLE
+// every PollInterval, then selecting the mailbox again and searching, means
+// a session that failed to report a message — go-imap's in-process server
+// can drop an EXISTS that arrives just before IDLE, or miss a message
+// appended while the client selects — delays it by one interval, never
+// forever; it also re-issues IDLE well within RFC 2177's 29 minutes.
 func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan struct{}) error {
 	cmd, err := c.Idle()
 	if err != nil {
@@ -537,11 +541,26 @@ func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan 
 		return fmt.Errorf("idle: %w", err)
 	}
 	if timedOut {
-		if err := c.Noop().Wait(); err != nil {
-			return fmt.Errorf("noop: %w", err)
-		}
+		return errIdleTimeout
 	}
 	return nil
+}
+
+// errIdleTimeout ends an IDLE that lasted PollInterval.
+var errIdleTimeout = errors.New("idle: poll interval passed")
+
+// selectMailbox selects the mailbox and notices a UIDVALIDITY change.
+func (in *Ingester) selectMailbox(c *imapclient.Client) (*imap.SelectData, error) {
+	sel, err := c.Select(in.opts.Mailbox, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("select %s: %w", in.opts.Mailbox, err)
+	}
+	if in.uidValidity != 0 && sel.UIDValidity != in.uidValidity {
+		in.log.Warn("UIDVALIDITY changed; fetching every unprocessed message again",
+			"old", in.uidValidity, "new", sel.UIDValidity)
+	}
+	in.uidValidity = sel.UIDValidity
+	return sel, nil
 }
 
 // poll waits PollInterval for a server without IDLE, then sends NOOP: the

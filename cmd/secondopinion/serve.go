@@ -23,7 +23,8 @@ var cmdServe = &command{
 	args:    "--config FILE",
 	summary: "run the daemon: ingest mail, decide, remind, deliver",
 	help: `Runs until SIGTERM or SIGINT, which finish the current step and stop cleanly.
-SIGHUP reloads the registry; a registry with errors is refused and the old one stays.
+SIGHUP reloads the registry (a registry with errors is refused and the old one
+stays) and checks the keys, so cases waiting for a newly imported key resume.
 Unless http.listen is "", /healthz and /metrics are served there (default
 127.0.0.1:9464); see docs/OPERATIONS.md.`,
 	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
@@ -86,6 +87,15 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 			go func() {
 				for range hup {
 					_ = reloadRegistry(*cfgPath, w.Engine, logger)
+					// A key imported with 'keys import' counts at once: the
+					// cases that wait for it resume now, not at 06:00.
+					notes, err := w.Engine.CheckKeys(ctx)
+					if err != nil {
+						logger.Error("key check", "err", err)
+					}
+					for _, n := range notes {
+						logger.Info("key check", "note", n)
+					}
 				}
 			}()
 			logger.Info("serving", "service", cfg.Service.Address(), "data", cfg.DataDir)

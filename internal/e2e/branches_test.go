@@ -416,9 +416,6 @@ func branches() []branch {
 			// the daemon is not waiting for them, by answering any of its
 			// mails.
 			name: "withdraw_intake_by_mail", state: procedure.StateWithdrawn,
-			bug: "engine.route quarantines a reply from the employee when no employee question is open (\"no open question for …\"), " +
-				"so the employee cannot withdraw by mail during intake, employer approval, checking, accepting, planning or advising; " +
-				"engine.answer only reads a withdrawal inside an answer to an open question",
 			run: func(e *env) {
 				e.send(e.p.employee, "Aanvraag second opinion", e.requestText("Acme Logistiek BV", "verzuimbegeleiding"))
 				ack := e.next(e.p.employee, "ontvangen")
@@ -436,8 +433,6 @@ func branches() []branch {
 			// an alert go instead; once a valid key is imported the case
 			// resumes by itself (issue 4, policy).
 			name: "expired_original_key", state: procedure.StateIntake,
-			bug: "a withheld intake never resumes: procedure sets Case.WaitingKey only for the SO physician (acceptance), " +
-				"so engine.CheckKeys finds no waiting case after the original physician's valid key is imported and the intake is never sent",
 			mod: func(p people, o *rig.Options) { o.ExpiredKeys = []string{p.original} },
 			run: func(e *env) {
 				e.send(e.p.employee, "Aanvraag second opinion", e.requestText("Acme Logistiek BV", "verzuimbegeleiding"))

@@ -479,6 +479,15 @@ func TestHostileReplies(t *testing.T) {
 			want: []string{"no case reference"},
 		},
 		{
+			// A guessed case reference in the subject and a forged From:
+			// without strict authentication the sender is not verified.
+			name: "forged From with a guessed subject tag",
+			mail: func(e *env, c *procedure.Case) []byte {
+				return e.plain("Şahin Yılmaz", rig.AddrEmployee, e.info.Address(), "Re: ["+c.Ref+"] Kies uw bedrijfsarts", "2", "")
+			},
+			want: []string{"only in its subject", "cannot be verified"},
+		},
+		{
 			name: "valid reply token from another address",
 			mail: func(e *env, c *procedure.Case) []byte {
 				q := e.question(rig.AddrEmployee, "kies")
@@ -942,4 +951,29 @@ func TestHostileUnflaggedHugeMail(t *testing.T) {
 	}
 	t.Logf("heap rose by %.1f MiB for a %d MiB mail", float64(p)/(1<<20), in.Size>>20)
 	e.quarantinedWith(before, in, "no case reference")
+}
+
+// A message the backoffice looked at and released is acted on: here a
+// reply that named the case only in its subject.
+func TestReleasedMessageIsActedOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.openChoosing()
+	raw := e.plain("Şahin Yılmaz", rig.AddrEmployee, e.info.Address(), "Re: ["+c.Ref+"] Kies uw bedrijfsarts", "2", "")
+	in := e.deliver(raw)
+	if in.Status != store.InboundQuarantined {
+		t.Fatalf("subject-only reply: %s %q", in.Status, in.Reason)
+	}
+	ctx := context.Background()
+	if err := e.st.MarkInbound(ctx, in.ID, store.InboundNew, "released by the backoffice: "+in.Reason, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := e.st.InboundByID(ctx, in.ID)
+	if err := e.eng.ProcessInbound(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.st.InboundByID(ctx, in.ID); got.Status != store.InboundProcessed {
+		t.Errorf("released message: %s %q", got.Status, got.Reason)
+	}
+	e.caseOf(c.ID, procedure.StateAuthorising)
 }

@@ -54,6 +54,10 @@ type verdict struct {
 	via      string // token, references, subject
 	decrypt  *pgpmime.Decrypted
 	problems []string
+	// hold is a quarantine reason that applies unless the message is the
+	// employee withdrawing: the employee may withdraw at any time, also
+	// in a reply to an old mail or when nothing is asked of them.
+	hold string
 }
 
 // quarantine is an error that sends the message to quarantine with its
@@ -124,10 +128,21 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 		}
 		return e.request(ctx, in, m)
 	}
-	if e.o.StrictAuth {
+	// A message the backoffice released after looking at it is taken as
+	// authentic: its sender checks are theirs. The procedure's own checks
+	// (an open question, signatures on medical replies) still apply.
+	released := strings.HasPrefix(in.Reason, releasedPrefix)
+	if e.o.StrictAuth && !released {
 		if ok, why := message.AuthResult(&m.Header, e.o.AuthservID); !ok {
 			return quarantined("sender not authenticated: %s", why)
 		}
+	}
+	if v.via == "subject" && !e.o.StrictAuth && !released {
+		// A case reference in a subject is easy to guess and a From easy to
+		// forge: without the receiving server vouching for the sender, such
+		// a reply is kept for the backoffice, never acted on.
+		return quarantined("case %s: the reply names the case only in its subject, and the sender %s cannot be verified without strict authentication; "+
+			"a reply to our mail's reply address is needed, or the backoffice may release this one", v.c.Ref, strings.ToLower(m.From.Address))
 	}
 	var docs []store.DocumentRow
 	var procDocs []procedure.Document
@@ -299,7 +314,11 @@ func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error)
 			if c.State.Final() && role == procedure.RoleEmployee {
 				return verdict{}, quarantined("case %s is %s; the answer came after it closed", c.Ref, c.State)
 			}
-			return verdict{}, quarantined("case %s: the question of step %s is closed (a replayed or late answer)", c.Ref, q.Step)
+			reason := fmt.Sprintf("case %s: the question of step %s is closed (a replayed or late answer)", c.Ref, q.Step)
+			if role == procedure.RoleEmployee {
+				return verdict{c: c, q: q, role: role, via: "token", hold: reason}, nil
+			}
+			return verdict{}, quarantine{reason}
 		}
 		return verdict{c: c, q: q, role: role, via: "token"}, nil
 	}
@@ -341,6 +360,9 @@ func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error)
 		return verdict{c: c, q: open[0], role: open[0].Role, via: via}, nil
 	case len(open) > 1:
 		return verdict{}, quarantined("case %s: %s has %d open questions; the reply must use the reply address of one", c.Ref, from, len(open))
+	case strings.EqualFold(from, c.Employee.Email) && !c.State.Final():
+		return verdict{c: c, q: procedure.Question{Role: procedure.RoleEmployee, Email: from}, role: procedure.RoleEmployee, via: via,
+			hold: fmt.Sprintf("case %s: no open question for %s", c.Ref, from)}, nil
 	case isParticipant(c, from):
 		return verdict{}, quarantined("case %s: no open question for %s", c.Ref, from)
 	default:
@@ -366,6 +388,10 @@ func isParticipant(c *procedure.Case, addr string) bool {
 	return c.Chosen != nil && strings.EqualFold(c.Chosen.Email, addr)
 }
 
+// releasedPrefix starts the reason of a message the backoffice released
+// from quarantine (secondopinion quarantine release).
+const releasedPrefix = "released by the backoffice"
+
 var withdrawRE = regexp.MustCompile(`(?i)^\s*(intrekken|ik trek (mijn aanvraag|de aanvraag|het verzoek) in|withdraw|i withdraw)\b`)
 var noAdviceRE = regexp.MustCompile(`(?i)\b(geen inhoudelijk advies|no substantive advice)\b`)
 var questionLineRE = regexp.MustCompile(`(?im)^\s*(vraagstelling|vraag|question)\s*:\s*(.+)$`)
@@ -376,6 +402,9 @@ func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document
 	reply := m.Reply
 	if v.role == procedure.RoleEmployee && withdrawRE.MatchString(reply) {
 		return procedure.Withdraw{By: procedure.RoleEmployee, Reason: "withdrawn by the employee by mail"}, nil
+	}
+	if v.hold != "" {
+		return nil, quarantine{v.hold}
 	}
 	unclear := func(why string) procedure.Input {
 		return procedure.Unclear{Role: v.role, Question: q.ID, Why: why}
@@ -509,13 +538,5 @@ func normName(s string) string {
 // and is quarantined again on the next pass (at worst a second alert),
 // rather than sitting in quarantine with no alert and no audit entry.
 func (e *Engine) quarantine(ctx context.Context, in store.Inbound, reason string) error {
-	now := e.Now()
-	if err := e.o.Store.AddAlert(ctx, 0, fmt.Sprintf("message %d quarantined: %s", in.ID, reason), now); err != nil {
-		return err
-	}
-	if err := e.o.Store.AppendAudit(ctx, store.AuditEntry{CaseRef: "-", At: now, Event: "quarantined",
-		Detail: fmt.Sprintf("message %d (%s): %s", in.ID, in.SHA256[:16], reason)}); err != nil {
-		return err
-	}
-	return e.o.Store.MarkInbound(ctx, in.ID, store.InboundQuarantined, reason, 0, now)
+	return e.o.Store.Quarantine(ctx, in.ID, reason, e.Now())
 }

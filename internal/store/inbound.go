@@ -212,3 +212,24 @@ func markInbound(ctx context.Context, tx *sql.Tx, id int64, status, reason strin
 	}
 	return nil
 }
+
+// Quarantine keeps a message for the backoffice in one transaction: its
+// status and reason, an alert, and an audit entry. The message's bytes stay
+// as they are; nothing in it is acted on.
+func (s *Store) Quarantine(ctx context.Context, id int64, reason string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var sha string
+		if err := tx.QueryRowContext(ctx, `SELECT sha256 FROM inbound WHERE id = ?`, id).Scan(&sha); err != nil {
+			return fmt.Errorf("quarantine %d: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (NULL, ?, ?)`,
+			ms(now), fmt.Sprintf("message %d quarantined: %s", id, reason)); err != nil {
+			return fmt.Errorf("quarantine %d: %w", id, err)
+		}
+		if err := appendAudit(ctx, tx, AuditEntry{CaseRef: "-", At: now, Event: "quarantined",
+			Detail: fmt.Sprintf("message %d (%s): %s", id, sha[:min(16, len(sha))], reason)}); err != nil {
+			return err
+		}
+		return markInbound(ctx, tx, id, InboundQuarantined, reason, 0, now)
+	})
+}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 
 	"secondopinion/internal/atomicfile"
-	"secondopinion/internal/procedure"
 	"secondopinion/internal/store"
 )
 
@@ -65,33 +63,7 @@ var cmdAudit = &command{
 	},
 }
 
-// auditLine is one exported audit entry. The field names are the export
-// format's contract (the demo writes the same lines).
-type auditLine struct {
-	ID         int64                 `json:"id"`
-	CaseRef    string                `json:"case_ref"`
-	At         string                `json:"at"`
-	Event      string                `json:"event"`
-	Detail     string                `json:"detail"`
-	Disclosure *procedure.Disclosure `json:"disclosure"`
-	PrevHash   string                `json:"prev_hash"`
-	Hash       string                `json:"hash"`
-}
-
-// auditTimeLayout is RFC 3339 with the milliseconds the hash chain covers,
-// so an exported log can be verified on its own.
-const auditTimeLayout = "2006-01-02T15:04:05.000Z07:00"
-
-// writeAuditJSONL writes audit entries as JSON lines, one object per entry
-// in the given order.
+// writeAuditJSONL writes the export format (store.WriteAuditJSONL).
 func writeAuditJSONL(w io.Writer, entries []store.AuditEntry) error {
-	enc := json.NewEncoder(w)
-	for _, a := range entries {
-		l := auditLine{ID: a.ID, CaseRef: a.CaseRef, At: a.At.UTC().Format(auditTimeLayout), Event: a.Event,
-			Detail: a.Detail, Disclosure: a.Disclosure, PrevHash: a.PrevHash, Hash: a.Hash}
-		if err := enc.Encode(l); err != nil {
-			return fmt.Errorf("audit entry %d: %w", a.ID, err)
-		}
-	}
-	return nil
+	return store.WriteAuditJSONL(w, entries)
 }

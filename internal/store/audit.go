@@ -151,19 +151,25 @@ type auditLine struct {
 	At         string                `json:"at"`
 	Event      string                `json:"event"`
 	Detail     string                `json:"detail"`
-	Disclosure *procedure.Disclosure `json:"disclosure,omitempty"`
+	Disclosure *procedure.Disclosure `json:"disclosure"` // null when none
 	PrevHash   string                `json:"prev_hash"`
 	Hash       string                `json:"hash"`
 }
 
+// auditTimeLayout is RFC 3339 with the milliseconds the hash chain covers,
+// so an exported log can be verified on its own.
+const auditTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // WriteAuditJSONL writes audit entries as JSON lines, one object per entry
-// with its hashes, so the chain can be checked outside the daemon.
+// (id, case_ref, at, event, detail, disclosure, prev_hash, hash), so the
+// chain can be checked outside the daemon. The demo's audit.jsonl and
+// 'secondopinion audit export' write it.
 func WriteAuditJSONL(w io.Writer, entries []AuditEntry) error {
 	enc := json.NewEncoder(w)
 	for _, e := range entries {
-		if err := enc.Encode(auditLine{ID: e.ID, CaseRef: e.CaseRef, At: e.At.UTC().Format(time.RFC3339Nano), Event: e.Event,
+		if err := enc.Encode(auditLine{ID: e.ID, CaseRef: e.CaseRef, At: e.At.UTC().Format(auditTimeLayout), Event: e.Event,
 			Detail: e.Detail, Disclosure: e.Disclosure, PrevHash: e.PrevHash, Hash: e.Hash}); err != nil {
-			return err
+			return fmt.Errorf("audit entry %d: %w", e.ID, err)
 		}
 	}
 	return nil

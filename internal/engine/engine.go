@@ -170,6 +170,25 @@ func (e *Engine) Handle(ctx context.Context, caseID int64, in procedure.Input, s
 		if err != nil {
 			return nil, fmt.Errorf("case %s: compose: %w", next.Ref, err)
 		}
+		// A medical mail that could not be encrypted is kept by the case
+		// and sent when a key arrives. Keeping it is a decision of its own
+		// (procedure.KeyMissing), committed in the same transaction: a
+		// crash can never lose it between the two.
+		for _, km := range missing {
+			kept, keptEffects, err := e.decider.Decide(d.Case, km, now)
+			if err != nil {
+				return nil, fmt.Errorf("case %s: keep withheld %s: %w", next.Ref, km.Mail.Template, err)
+			}
+			more, _, err := e.compose(ctx, kept, keptEffects, now)
+			if err != nil {
+				return nil, fmt.Errorf("case %s: compose: %w", next.Ref, err)
+			}
+			d.Case = kept
+			d.Audit = append(d.Audit, more.Audit...)
+			d.Alerts = append(d.Alerts, more.Alerts...)
+			d.Outbox = append(d.Outbox, more.Outbox...)
+			effects = append(effects, keptEffects...)
+		}
 		d.Inbound = src.Inbound
 		d.Documents = append(d.Documents, src.Documents...)
 		saved, err := e.o.Store.Apply(ctx, d)
@@ -187,15 +206,6 @@ func (e *Engine) Handle(ctx context.Context, caseID int64, in procedure.Input, s
 		}
 		if e.o.OnCommit != nil {
 			e.o.OnCommit(saved, effects, d.Audit)
-		}
-		// A medical mail that could not be encrypted is kept by the case
-		// and sent when a key arrives: the same path, one input each.
-		for _, km := range missing {
-			next, err := e.Handle(ctx, saved.ID, km, Source{Via: "key"})
-			if err != nil {
-				return saved, fmt.Errorf("case %s: keep withheld %s: %w", saved.Ref, km.Mail.Template, err)
-			}
-			saved = next
 		}
 		return saved, nil
 	}

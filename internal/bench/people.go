@@ -10,25 +10,18 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-smtp"
 
-	"secondopinion/internal/mailout"
 	"secondopinion/internal/message"
 	"secondopinion/internal/pgpmime"
+	"secondopinion/internal/rig"
 )
 
 // Person is a participant with a mailbox; physicians have a key of their
 // own to sign with and to decrypt what the service sends them.
-type Person struct {
-	Name, Addr string
-	Key        *pgpmime.ServiceKey
-}
+type Person = rig.Person
 
 // File is an attachment a participant sends or receives.
-type File struct {
-	Name string
-	Body []byte
-}
+type File = rig.File
 
 // Driver plays the participants: it composes their mail the way a mail
 // client does (physicians PGP/MIME signed and encrypted), submits it over
@@ -123,60 +116,14 @@ func (d *Driver) Send(ctx context.Context, p *Person, to, subject, text, inReply
 
 // Compose builds a participant's mail with Message-ID id (<...>).
 func (d *Driver) Compose(p *Person, id, to, subject, text, inReplyTo string, encrypt bool, files ...File) ([]byte, error) {
-	now := d.Now()
-	var buf bytes.Buffer
-	if encrypt {
-		if p.Key == nil {
-			return nil, fmt.Errorf("%s has no key to sign with", p.Name)
-		}
-		var h mail.Header
-		h.SetDate(now)
-		h.SetAddressList("From", []*mail.Address{{Name: p.Name, Address: p.Addr}})
-		h.SetAddressList("To", []*mail.Address{{Address: to}})
-		h.SetSubject(subject)
-		h.Set("Message-Id", id)
-		if inReplyTo != "" {
-			h.Set("In-Reply-To", inReplyTo)
-			h.Set("References", inReplyTo)
-		}
-		var pa []pgpmime.Attachment
-		for _, f := range files {
-			body := f.Body
-			pa = append(pa, pgpmime.Attachment{Filename: f.Name, ContentType: "application/pdf",
-				Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }})
-		}
-		if err := pgpmime.WriteEncrypted(&buf, &pgpmime.Message{Header: h.Header.Header, Text: text, Attachments: pa},
-			[]*pgpmime.PublicKey{d.Service}, p.Key, now); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	}
-	m := mailout.Mail{From: mailout.Address{Name: p.Name, Email: p.Addr}, To: []mailout.Address{{Email: to}},
-		Subject: subject, MessageID: strings.Trim(id, "<>"), Date: now, Text: text}
-	if inReplyTo != "" {
-		irt := strings.Trim(inReplyTo, "<>")
-		m.InReplyTo, m.References = irt, []string{irt}
-	}
-	for _, f := range files {
-		body := f.Body
-		m.Attachments = append(m.Attachments, mailout.Attachment{Filename: f.Name, ContentType: "application/pdf",
-			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }})
-	}
-	if err := mailout.Compose(&buf, m); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return d.client().Compose(p, id, to, subject, text, inReplyTo, encrypt, files...)
 }
 
 // Submit hands raw mail to the SMTP server, as the sender's client would.
 func (d *Driver) Submit(ctx context.Context, from, to string, raw []byte) error {
-	c, err := smtp.Dial(d.SMTPAddr)
-	if err != nil {
-		return fmt.Errorf("%s sends: %w", from, err)
-	}
-	defer c.Close()
-	if err := c.SendMail(from, []string{to}, bytes.NewReader(raw)); err != nil {
-		return fmt.Errorf("%s sends: %w", from, err)
-	}
-	return c.Quit()
+	return d.client().Submit(ctx, from, to, raw)
+}
+
+func (d *Driver) client() rig.MailClient {
+	return rig.MailClient{SMTPAddr: d.SMTPAddr, Service: d.Service, Now: d.Now}
 }

@@ -139,7 +139,32 @@ func (r *Rig) Compose(p *Person, to, subject, text, inReplyTo string, encrypt bo
 	r.msgN++
 	id := fmt.Sprintf("rig.%d.%s", r.msgN, p.Addr)
 	r.msgMu.Unlock()
-	now := r.Clock.Now()
+	return r.client().Compose(p, id, to, subject, text, inReplyTo, encrypt, files...)
+}
+
+// Submit hands raw mail to the SMTP server, as from's mail client would.
+func (r *Rig) Submit(ctx context.Context, from, to string, raw []byte) error {
+	return r.client().Submit(ctx, from, to, raw)
+}
+
+func (r *Rig) client() MailClient {
+	return MailClient{SMTPAddr: r.smtpAddr, Service: r.Service.Public(), Now: r.Clock.Now}
+}
+
+// MailClient is a participant's mail client: it composes mail the way one
+// does (physicians PGP/MIME signed and encrypted to the service) and submits
+// it over SMTP. It needs no running rig, so the bench and the crash test use
+// it against a daemon in another process.
+type MailClient struct {
+	SMTPAddr string
+	Service  *pgpmime.PublicKey // encrypt to
+	Now      func() time.Time
+}
+
+// Compose builds a mail from p with Message-ID id (with or without <>).
+func (c MailClient) Compose(p *Person, id, to, subject, text, inReplyTo string, encrypt bool, files ...File) ([]byte, error) {
+	now := c.Now()
+	id, inReplyTo = strings.Trim(id, "<>"), strings.Trim(inReplyTo, "<>")
 	var buf bytes.Buffer
 	if encrypt {
 		if p.Key == nil {
@@ -157,12 +182,12 @@ func (r *Rig) Compose(p *Person, to, subject, text, inReplyTo string, encrypt bo
 		}
 		var pa []pgpmime.Attachment
 		for _, f := range files {
-			f := f
+			body := f.Body
 			pa = append(pa, pgpmime.Attachment{Filename: f.Name, ContentType: "application/pdf",
-				Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(f.Body)), nil }})
+				Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }})
 		}
 		if err := pgpmime.WriteEncrypted(&buf, &pgpmime.Message{Header: h.Header.Header, Text: text, Attachments: pa},
-			[]*pgpmime.PublicKey{r.Service.Public()}, p.Key, now); err != nil {
+			[]*pgpmime.PublicKey{c.Service}, p.Key, now); err != nil {
 			return nil, err
 		}
 		return buf.Bytes(), nil
@@ -173,9 +198,9 @@ func (r *Rig) Compose(p *Person, to, subject, text, inReplyTo string, encrypt bo
 		m.InReplyTo, m.References = inReplyTo, []string{inReplyTo}
 	}
 	for _, f := range files {
-		f := f
+		body := f.Body
 		m.Attachments = append(m.Attachments, mailout.Attachment{Filename: f.Name, ContentType: "application/pdf",
-			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(f.Body)), nil }})
+			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }})
 	}
 	if err := mailout.Compose(&buf, m); err != nil {
 		return nil, err
@@ -183,17 +208,17 @@ func (r *Rig) Compose(p *Person, to, subject, text, inReplyTo string, encrypt bo
 	return buf.Bytes(), nil
 }
 
-// Submit hands raw mail to the SMTP server, as from's mail client would.
-func (r *Rig) Submit(ctx context.Context, from, to string, raw []byte) error {
-	c, err := smtp.Dial(r.smtpAddr)
+// Submit hands raw mail to the SMTP server, as the sender's client would.
+func (c MailClient) Submit(ctx context.Context, from, to string, raw []byte) error {
+	sc, err := smtp.Dial(c.SMTPAddr)
 	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SendMail(from, []string{to}, bytes.NewReader(raw)); err != nil {
 		return fmt.Errorf("%s sends: %w", from, err)
 	}
-	return c.Quit()
+	defer sc.Close()
+	if err := sc.SendMail(from, []string{to}, bytes.NewReader(raw)); err != nil {
+		return fmt.Errorf("%s sends: %w", from, err)
+	}
+	return sc.Quit()
 }
 
 // Sweep advances the clock and runs the deadline sweep once, as the cron

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README: `make test`). On a fresh Debian machine it
 # installs the real servers the tests use (Dovecot, Postfix, GnuPG, poppler,
-# qpdf), fetches the Go modules, then runs go vet and the whole test suite
-# with the race detector and shuffled order. Nothing is started here: each
+# qpdf), fetches the Go modules, then runs go vet, a short fuzz run of every
+# parser, and the whole test suite with the race detector and shuffled order. Nothing is started here: each
 # test starts its own private server instance on free loopback ports and
 # stops it again.
 set -euo pipefail
@@ -27,9 +27,6 @@ fi
 go mod download
 echo "go vet ./..."
 go vet ./...
-echo "go test -race -shuffle=on ./..."
-go test -race -shuffle=on -timeout 12m ./...
-
 # A short run of every parser's fuzz test: a crash found here fails CI and
 # leaves the input under the package's testdata/fuzz for a regression test.
 fuzztime="${FUZZTIME:-8s}"
@@ -48,3 +45,7 @@ for target in \
 	fi
 done
 echo "fuzzing found nothing"
+
+# The whole suite last, so that its summary closes the output.
+echo "go test -race -shuffle=on ./..."
+go test -race -shuffle=on -timeout 12m ./...

@@ -2,9 +2,9 @@
 # The test command (README: `make test`). On a fresh Debian machine it
 # installs the real servers the tests use (Dovecot, Postfix, GnuPG, poppler,
 # qpdf), fetches the Go modules, then runs go vet, a short fuzz run of every
-# parser, and the whole test suite with the race detector and shuffled order. Nothing is started here: each
-# test starts its own private server instance on free loopback ports and
-# stops it again.
+# parser, and the whole test suite with the race detector and shuffled
+# order. Nothing is started here: each test starts its own private server
+# instance on free loopback ports and stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

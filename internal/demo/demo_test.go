@@ -75,6 +75,11 @@ func TestDemo(t *testing.T) {
 		if m.Encrypted {
 			encrypted++
 		}
+		// The employee has no key: the feedback question must not claim
+		// they received the advice by mail.
+		if strings.Contains(m.Subject, "Mag het advies gedeeld worden") && strings.Contains(m.Text, "in een aparte e-mail gekregen") {
+			t.Errorf("%s tells the keyless employee they received the advice", filepath.Base(path))
+		}
 		for _, s := range secrets {
 			if bytes.Contains(raw, []byte(s)) || strings.Contains(m.Text, s) {
 				t.Errorf("%s holds %q in clear", filepath.Base(path), s)

@@ -58,6 +58,15 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 			d.Audit = append(d.Audit, store.AuditEntry{Event: "form rendered", At: now,
 				Detail: fmt.Sprintf("version %d, sha256 %s", eff.Version, sha256hex(pdf)[:16])})
 		case procedure.Mail:
+			if withheld[string(eff.To)+" "+strings.ToLower(eff.Email)] {
+				// An earlier mail of this decision to the same person
+				// could not be encrypted: later texts say so.
+				data := map[string]string{"medical_withheld": "yes"}
+				for k, v := range eff.Data {
+					data[k] = v
+				}
+				eff.Data = data
+			}
 			rows, audits, alerts, err := e.composeMail(ctx, c, eff, form, now)
 			if err != nil {
 				return d, nil, fmt.Errorf("mail %s to %s: %w", eff.Template, eff.To, err)

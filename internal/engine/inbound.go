@@ -516,7 +516,7 @@ func (e *Engine) physicianByName(name string) (procedure.Physician, bool) {
 	for _, p := range reg.Physicians {
 		pn := normName(p.Name)
 		if pn == n || strings.Contains(pn, n) && len(n) >= 4 {
-			found = append(found, physician(reg, p))
+			found = append(found, physician(p))
 		}
 	}
 	if len(found) != 1 {

@@ -6,7 +6,6 @@ import (
 	"secondopinion/internal/config"
 	"secondopinion/internal/procedure"
 	"secondopinion/internal/registry"
-	"secondopinion/internal/store"
 	"secondopinion/internal/token"
 	"secondopinion/internal/workdays"
 )
@@ -56,7 +55,7 @@ func Policy(p config.Policy) (procedure.Policy, *workdays.Calendar, error) {
 }
 
 // physician converts a registry entry to the procedure's view of it.
-func physician(reg *registry.Registry, p registry.Physician) procedure.Physician {
+func physician(p registry.Physician) procedure.Physician {
 	lang := "nl"
 	if len(p.Languages) > 0 {
 		lang = p.Languages[0]
@@ -84,7 +83,7 @@ func candidates(reg *registry.Registry) []procedure.Physician {
 	var out []procedure.Physician
 	for _, p := range reg.Physicians {
 		if p.HasRole(registry.RoleSecondOpinion) {
-			out = append(out, physician(reg, p))
+			out = append(out, physician(p))
 		}
 	}
 	return out
@@ -106,5 +105,3 @@ func roleFromToken(r token.Role) procedure.Role {
 	}
 	return ""
 }
-
-func storeOpen() store.CaseFilter { return store.CaseFilter{Open: true} }

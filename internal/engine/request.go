@@ -114,7 +114,7 @@ func (e *Engine) parseRequest(m *message.Message, role procedure.Role) (procedur
 	if b := get("bedrijfsarts", "eigen bedrijfsarts", "occupational physician", "physician"); b != "" {
 		if a := emailRE.FindString(b); a != "" {
 			if p, ok := reg.PhysicianByEmail(a); ok {
-				pp := physician(reg, p)
+				pp := physician(p)
 				req.OriginalPhysician = &pp
 			}
 		} else if p, ok := e.physicianByName(b); ok {

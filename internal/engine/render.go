@@ -1,14 +1,13 @@
 package engine
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"strings"
 	"text/template"
 	"time"
 
 	"secondopinion/internal/authform"
+	"secondopinion/internal/mailout"
 	"secondopinion/internal/procedure"
 )
 
@@ -101,36 +100,10 @@ func (e *Engine) mailData(c *procedure.Case, m procedure.Mail, now time.Time) Ma
 	return d
 }
 
-// render executes mail/<lang>/<name>.tmpl: the first line is "Subject: …",
-// then an empty line, then the body. A missing language falls back to nl.
+// render executes mail/<lang>/<name>.tmpl with the template functions of
+// its language (mailout.RenderWith; a missing language falls back to nl).
 func (e *Engine) render(lang, name string, data MailData) (subject, body string, err error) {
-	if lang != "en" {
-		lang = "nl"
-	}
-	src, err := fs.ReadFile(e.o.Templates, "mail/"+lang+"/"+name+".tmpl")
-	if err != nil && lang != "nl" {
-		lang = "nl"
-		src, err = fs.ReadFile(e.o.Templates, "mail/nl/"+name+".tmpl")
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("template %s: %w", name, err)
-	}
-	data.Lang = lang
-	t, err := template.New(name).Option("missingkey=error").Funcs(funcs(lang)).Parse(string(src))
-	if err != nil {
-		return "", "", fmt.Errorf("template %s/%s: %w", lang, name, err)
-	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return "", "", fmt.Errorf("template %s/%s: %w", lang, name, err)
-	}
-	out := strings.ReplaceAll(buf.String(), "\r\n", "\n")
-	first, rest, _ := strings.Cut(out, "\n")
-	subj, ok := strings.CutPrefix(first, "Subject: ")
-	if !ok {
-		return "", "", fmt.Errorf("template %s/%s: first line must be \"Subject: …\"", lang, name)
-	}
-	return strings.TrimSpace(subj), strings.TrimLeft(rest, "\n"), nil
+	return mailout.RenderWith(e.o.Templates, lang, name, data, funcs)
 }
 
 var (

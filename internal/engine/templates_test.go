@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -67,55 +66,6 @@ const tmplTestQuestion = "Kan ik met mijn rugklachten halve dagen werken?"
 
 // tmplTestReason is a physician's refusal: medical, encrypted mail only.
 const tmplTestReason = "Dit is de derde aanvraag over hetzelfde advies binnen een half jaar."
-
-// tmplTestFuncs stands in for the engine's template functions: the same
-// names and signatures, and phrases of a realistic length.
-func tmplTestFuncs(lang string) template.FuncMap {
-	nl := lang == "nl"
-	pick := func(m map[string][2]string) func(string) string {
-		return func(k string) string {
-			if v, ok := m[k]; ok {
-				if nl {
-					return v[0]
-				}
-				return v[1]
-			}
-			return k
-		}
-	}
-	return template.FuncMap{
-		"date": func(t time.Time) string {
-			if nl {
-				return fmt.Sprintf("%d maart %d", t.Day(), t.Year())
-			}
-			return t.Format("2 January 2006")
-		},
-		"datetime": func(t time.Time) string {
-			if nl {
-				return fmt.Sprintf("donderdag %d maart %d om %s", t.Day(), t.Year(), t.Format("15:04"))
-			}
-			return t.Format("Monday 2 January 2006 at 15:04")
-		},
-		"subject": pick(map[string][2]string{
-			"verzuimbegeleiding": {"verzuimbegeleiding", "sickness absence guidance"},
-		}),
-		"payer": pick(map[string][2]string{
-			"provider": {"de arbodienst (valt onder het abonnement van uw werkgever)", "the occupational health service (covered by your employer's contract)"},
-			"employer": {"uw werkgever", "your employer"},
-			"employee": {"uzelf", "yourself"},
-		}),
-		"split": strings.Split,
-		"field": pick(map[string][2]string{
-			"employee_name":      {"uw naam", "your name"},
-			"original_physician": {"naam en e-mailadres van uw eigen bedrijfsarts", "name and e-mail address of your own occupational physician"},
-			"subject":            {"het onderwerp: verzuimbegeleiding, PAGO/PMO of beroepsziekte", "the subject: sickness absence, PAGO/PMO or occupational disease"},
-		}),
-		"step": pick(map[string][2]string{
-			"choice":             {"de keuze van een bedrijfsarts", "the choice of a physician"},
-			"employee_signature": {"uw machtiging", "your authorisation"},
-		}),
-	}
-}
 
 // tmplTestData is a fully populated case: two proposed physicians, a chosen
 // one and a backup, every Data key any template reads.
@@ -276,7 +226,7 @@ func tmplTestRender(t *testing.T, lang, name string, data MailData) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm, err := template.New(name).Option("missingkey=error").Funcs(tmplTestFuncs(lang)).Parse(string(src))
+	tm, err := template.New(name).Option("missingkey=error").Funcs(funcs(lang)).Parse(string(src))
 	if err != nil {
 		t.Fatalf("parse %s/%s: %v", lang, name, err)
 	}
@@ -372,7 +322,7 @@ func tmplTestCheck(t *testing.T, lang, name, out string) {
 		// is a line of its own and may be long.
 		// So may a phrase of the engine's payer function.
 		free := strings.Contains(l, tmplTestQuestion) || strings.Contains(l, tmplTestReason) ||
-			strings.Contains(l, tmplTestFuncs(lang)["payer"].(func(string) string)("provider"))
+			strings.Contains(l, funcs(lang)["payer"].(func(string) string)("provider"))
 		if n := utf8.RuneCountInString(l); n > 78 && i > 0 && !free {
 			t.Errorf("line %d has %d characters (a phone shows it ragged): %q", i+1, n, l)
 		}
@@ -391,7 +341,7 @@ func tmplTestCheck(t *testing.T, lang, name, out string) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the question does not spell out its answer (%q)", want)
 		}
-		if !strings.Contains(out, tmplTestFuncs(lang)["datetime"].(func(time.Time) string)(tmplTestData(lang, "").AnswerBy)) {
+		if !strings.Contains(out, funcs(lang)["datetime"].(func(time.Time) string)(tmplTestData(lang, "").AnswerBy)) {
 			t.Errorf("the deadline is not stated")
 		}
 	}

@@ -23,6 +23,13 @@ var ErrNoTemplate = errors.New("mailout: no such template")
 // second is empty, the rest is the plain-text body. A field missing from
 // data is an error, never an empty string in a mail.
 func Render(fsys fs.FS, lang, name string, data any) (subject, body string, err error) {
+	return RenderWith(fsys, lang, name, data, nil)
+}
+
+// RenderWith is Render with template functions: funcs, when set, returns
+// them for the language of the template actually used (the fallback to
+// DefaultLang included), so dates and labels match the text around them.
+func RenderWith(fsys fs.FS, lang, name string, data any, funcs func(lang string) template.FuncMap) (subject, body string, err error) {
 	if !validTemplateWord(name) {
 		return "", "", fmt.Errorf("%w: name %q", ErrNoTemplate, name)
 	}
@@ -32,6 +39,7 @@ func Render(fsys fs.FS, lang, name string, data any) (subject, body string, err 
 	path := "mail/" + lang + "/" + name + ".tmpl"
 	src, err := fs.ReadFile(fsys, path)
 	if errors.Is(err, fs.ErrNotExist) && lang != DefaultLang {
+		lang = DefaultLang
 		path = "mail/" + DefaultLang + "/" + name + ".tmpl"
 		src, err = fs.ReadFile(fsys, path)
 	}
@@ -41,7 +49,11 @@ func Render(fsys fs.FS, lang, name string, data any) (subject, body string, err 
 	if err != nil {
 		return "", "", fmt.Errorf("read template %s: %w", path, err)
 	}
-	t, err := template.New(path).Option("missingkey=error").Parse(string(src))
+	t := template.New(path).Option("missingkey=error")
+	if funcs != nil {
+		t = t.Funcs(funcs(lang))
+	}
+	t, err = t.Parse(string(src))
 	if err != nil {
 		return "", "", fmt.Errorf("parse template %s: %w", path, err)
 	}

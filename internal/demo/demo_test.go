@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"secondopinion/internal/message"
+	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/procedure"
 )
 
@@ -99,11 +101,20 @@ func TestDemo(t *testing.T) {
 		t.Errorf("%s is not a PDF", forms[0])
 	}
 
-	// keys/: every participant's armored private key.
+	// keys/: every participant's armored private key, usable without a
+	// passphrase for the address it is named after.
 	for _, who := range []string{"so@secondopinion.example", "a.devries@arbo-noord.example", "b.bakker@arbo-zuid.example"} {
-		k, err := os.ReadFile(filepath.Join(out, "keys", who+".asc"))
-		if err != nil || !bytes.Contains(k, []byte("BEGIN PGP PRIVATE KEY BLOCK")) {
+		armored, err := os.ReadFile(filepath.Join(out, "keys", who+".asc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := pgpmime.ParseServiceKey(armored, nil)
+		if err != nil {
 			t.Errorf("keys/%s.asc: %v", who, err)
+			continue
+		}
+		if v := pgpmime.Judge(k.Public(), who, time.Now()); !v.Usable {
+			t.Errorf("keys/%s.asc is not a key for %s: %s", who, who, v.Reason)
 		}
 	}
 

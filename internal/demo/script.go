@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"secondopinion/internal/message"
 	"secondopinion/internal/rig"
 )
 
@@ -182,16 +183,7 @@ func (d *run) saveForm(r *rig.Received, who string) error {
 		return fmt.Errorf("no form attached to %q", r.Msg.Subject)
 	}
 	d.forms++
-	return os.WriteFile(filepath.Join(d.o.Out, "forms", fmt.Sprintf("%s-%s.pdf", strings.ToLower(caseRef(r.Msg.Subject)), who)), pdf, 0o600)
-}
-
-func caseRef(subject string) string {
-	if i := strings.Index(subject, "[SO-"); i >= 0 {
-		if j := strings.Index(subject[i:], "]"); j > 0 {
-			return subject[i+1 : i+j]
-		}
-	}
-	return "form"
+	return os.WriteFile(filepath.Join(d.o.Out, "forms", fmt.Sprintf("%s-%s.pdf", strings.ToLower(message.CaseRef(r.Msg.Subject)), who)), pdf, 0o600)
 }
 
 func firstLine(text, word string) string {

@@ -38,7 +38,7 @@ func openStore(t *testing.T) *store.Store {
 func addCase(t *testing.T, s *store.Store, state procedure.State, dls ...procedure.Deadline) {
 	t.Helper()
 	ctx := context.Background()
-	ref, err := s.NextRef(ctx, t0)
+	_, ref, err := s.NextCase(ctx, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,12 +71,6 @@ func (s *Store) NextCase(ctx context.Context, now time.Time) (id int64, ref stri
 	return int64(year)*1_000_000 + last, procedure.RefFor(year, last), nil
 }
 
-// NextRef allocates the next case reference of the year (see NextCase).
-func (s *Store) NextRef(ctx context.Context, now time.Time) (string, error) {
-	_, ref, err := s.NextCase(ctx, now)
-	return ref, err
-}
-
 // Apply commits one decision in one transaction and returns the case with
 // its new ID and version. A case whose version no longer matches is
 // ErrStale and nothing is written.

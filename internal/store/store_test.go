@@ -28,7 +28,7 @@ func open(t testing.TB) *Store {
 
 func newCase(t testing.TB, s *Store, state procedure.State, due time.Time) *procedure.Case {
 	t.Helper()
-	ref, err := s.NextRef(context.Background(), t0)
+	_, ref, err := s.NextCase(context.Background(), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestNextRefCountsPerYear(t *testing.T) {
 	ctx := context.Background()
 	var got []string
 	for _, at := range []time.Time{t0, t0, t0.AddDate(1, 0, 0), t0} {
-		ref, err := s.NextRef(ctx, at)
+		_, ref, err := s.NextCase(ctx, at)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -136,24 +135,6 @@ func startServers(t *testing.T, tags []string) *servers {
 	return &servers{pf: pf, dc: dc, mail: md}
 }
 
-// syncBuffer is a log sink shared by the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one case: a running daemon with its participants.
 type env struct {
 	t   *testing.T
@@ -163,7 +144,7 @@ type env struct {
 	b   backend
 	srv *servers
 	dir string
-	log *syncBuffer
+	log *testenv.LogBuffer
 	// secrets are the medical strings of the case (question, documents,
 	// advice, refusal reason): none may ever travel in clear.
 	secrets []string
@@ -183,7 +164,7 @@ func newEnv(t *testing.T, b backend, srv *servers, tag string, mod func(*rig.Opt
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	p := peopleFor(tag)
-	e := &env{t: t, ctx: ctx, p: p, b: b, srv: srv, dir: t.TempDir(), log: &syncBuffer{}}
+	e := &env{t: t, ctx: ctx, p: p, b: b, srv: srv, dir: t.TempDir(), log: &testenv.LogBuffer{}}
 	e.secrets = []string{"QMARK-" + tag, "QCONF-" + tag, "DOCMARK-" + tag + "-1", "DOCMARK-" + tag + "-2", "ADVMARK-" + tag, "REFMARK-" + tag}
 	e.employeeOwn = []string{"QMARK-" + tag}
 	e.qOwn, e.qConf = "QMARK-"+tag, "QCONF-"+tag

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"secondopinion/internal/procedure"
 	"secondopinion/internal/rig"
 	"secondopinion/internal/store"
+	"secondopinion/internal/testenv"
 	"secondopinion/internal/workdays"
 	"secondopinion/templates"
 )
@@ -67,28 +67,10 @@ type env struct {
 	svc   *pgpmime.ServiceKey
 	pkeys map[string]*pgpmime.ServiceKey // physicians' private keys
 	clock engine.Clock
-	log   *syncBuffer
+	log   *testenv.LogBuffer
 	o     envOptions
 	info  engine.ServiceInfo
 	n     int
-}
-
-// syncBuffer collects the daemon's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -101,7 +83,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.Clock == nil {
 		o.Clock = rig.NewClock(rig.DefaultStart)
 	}
-	e := &env{t: t, ctx: ctx, dir: dir, clock: o.Clock, log: &syncBuffer{}, o: o, pkeys: map[string]*pgpmime.ServiceKey{},
+	e := &env{t: t, ctx: ctx, dir: dir, clock: o.Clock, log: &testenv.LogBuffer{}, o: o, pkeys: map[string]*pgpmime.ServiceKey{},
 		info: engine.ServiceInfo{LocalPart: "so", Domain: rig.ServiceDomain, DisplayName: "Second opinion bedrijfsarts",
 			Provider: "Arbo Noord", Backoffice: rig.AddrBackoffice, Lang: "nl"}}
 	if err := os.MkdirAll(filepath.Join(dir, "keyring"), 0o700); err != nil {

@@ -38,8 +38,8 @@ func TestDovecotExactlyOnce(t *testing.T) {
 			d := startDovecot(t, "")
 			spool := newFileSpool(t)
 			notified := newCounter()
-			var logs logBuffer
-			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Notify: notified.inc, Logger: logs.logger()})
+			var logs testenv.LogBuffer
+			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Notify: notified.inc, Logger: debugLogger(&logs)})
 			defer func() {
 				if t.Failed() {
 					t.Log(logs.String())
@@ -137,9 +137,9 @@ func TestDovecotWithoutIdle(t *testing.T) {
 	d := startDovecot(t, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UIDPLUS MOVE")
 	spool := newFileSpool(t)
 	notified := newCounter()
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	start(t, newIngester(t, spool, mailin.Options{
-		Addr: d.Addr, PollInterval: 100 * time.Millisecond, Notify: notified.inc, Logger: logs.logger(),
+		Addr: d.Addr, PollInterval: 100 * time.Millisecond, Notify: notified.inc, Logger: debugLogger(&logs),
 	}))
 	ctx := waitCtx(t)
 	for i, id := range ids(2, "poll") {

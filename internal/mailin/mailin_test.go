@@ -12,6 +12,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"secondopinion/internal/mailin"
+	"secondopinion/internal/mailout/smtptest"
+	"secondopinion/internal/testenv"
 )
 
 func TestNewOptions(t *testing.T) {
@@ -140,7 +142,7 @@ func TestIngest(t *testing.T) {
 // server certificate.
 func TestIngestSecurity(t *testing.T) {
 	t.Parallel()
-	serverTLS, clientTLS := selfSigned(t)
+	serverTLS, clientTLS := smtptest.SelfSignedTLS(t)
 	tests := []struct {
 		name     string
 		security mailin.Security
@@ -169,14 +171,14 @@ func TestIngestSecurity(t *testing.T) {
 // ends the session before login; nothing is read.
 func TestIngestUntrustedCertificate(t *testing.T) {
 	t.Parallel()
-	serverTLS, _ := selfSigned(t)
+	serverTLS, _ := smtptest.SelfSignedTLS(t)
 	srv := startMemIMAP(t, memOptions{tls: serverTLS, implicitT: true})
 	srv.deliver(t, testMessage("untrusted@example.test"))
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	spool := newFileSpool(t)
-	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Security: mailin.SecurityTLS, Logger: logs.logger()})
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Security: mailin.SecurityTLS, Logger: debugLogger(&logs)})
 	r := start(t, in)
-	if !logs.waitFor(waitCtx(t), "certificate") {
+	if !logs.WaitFor(waitCtx(t), "certificate") {
 		t.Fatalf("log does not name the certificate problem:\n%s", logs.String())
 	}
 	r.stop(t)
@@ -248,8 +250,8 @@ func TestIngestUIDValidityChange(t *testing.T) {
 	t.Parallel()
 	srv := startMemIMAP(t, memOptions{})
 	spool := newFileSpool(t)
-	var logs logBuffer
-	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: logs.logger()})
+	var logs testenv.LogBuffer
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: debugLogger(&logs)})
 	old, fresh := "old@example.test", "fresh@example.test"
 	srv.deliver(t, testMessage(old))
 	r := start(t, in)
@@ -323,7 +325,7 @@ func TestIngestSpoolFailure(t *testing.T) {
 	t.Parallel()
 	srv := startMemIMAP(t, memOptions{})
 	spool := newFileSpool(t)
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	var (
 		mu       sync.Mutex
 		failures int
@@ -342,7 +344,7 @@ func TestIngestSpoolFailure(t *testing.T) {
 		}
 		return nil
 	}
-	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: logs.logger()})
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, Logger: debugLogger(&logs)})
 	srv.deliver(t, testMessage("retry@example.test"))
 	start(t, in)
 	recs, err := spool.waitFor(waitCtx(t), hasNew("retry@example.test"))

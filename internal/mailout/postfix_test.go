@@ -74,7 +74,7 @@ func TestPostfixDelivery(t *testing.T) {
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Domain: "example.test", Mailboxes: []string{"ana", "bob", "cas", "dirk"}})
 	rec := &smtptest.Recorder{}
 	newEnv := func(t *testing.T) *workerEnv {
-		e := &workerEnv{q: newMemQueue(), clock: &fakeClock{now: testDate}, log: &syncBuffer{}}
+		e := &workerEnv{q: newMemQueue(), clock: &fakeClock{now: testDate}, log: &testenv.LogBuffer{}}
 		e.w = NewWorker(e.q, &Transport{Addr: pf.Addr, Timeout: 20 * time.Second, HelloName: "so.example.test", Dial: rec.Dial})
 		e.w.Clock = e.clock
 		e.w.Logger = slogTo(e.log)

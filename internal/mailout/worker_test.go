@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"secondopinion/internal/mailout/smtptest"
+	"secondopinion/internal/testenv"
 )
 
 // memQueue is an in-memory outbox with the store's semantics; it survives
@@ -156,36 +157,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 }
 
-// syncBuffer collects log output from the worker goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type workerEnv struct {
 	q     *memQueue
 	clock *fakeClock
 	srv   *smtptest.Server
 	w     *Worker
-	log   *syncBuffer
+	log   *testenv.LogBuffer
 	fails []Item
 }
 
 func newWorkerEnv(t *testing.T) *workerEnv {
 	t.Helper()
-	e := &workerEnv{q: newMemQueue(), clock: &fakeClock{now: testDate}, log: &syncBuffer{}}
+	e := &workerEnv{q: newMemQueue(), clock: &fakeClock{now: testDate}, log: &testenv.LogBuffer{}}
 	e.srv = smtptest.NewServer(t, smtptest.Options{})
 	e.w = NewWorker(e.q, &Transport{Addr: e.srv.Addr, Timeout: 10 * time.Second})
 	e.w.Clock = e.clock

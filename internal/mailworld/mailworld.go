@@ -146,7 +146,7 @@ func New(opts *Options) (*World, error) {
 		w.domains[strings.ToLower(d)] = true
 	}
 
-	serverTLS, clientTLS, err := selfSigned(o.Now())
+	serverTLS, clientTLS, err := SelfSignedTLS(o.Now())
 	if err != nil {
 		return nil, fmt.Errorf("mailworld: certificate: %w", err)
 	}
@@ -432,9 +432,10 @@ func (s *session) Reset() {
 
 func (s *session) Logout() error { return nil }
 
-// selfSigned makes a certificate for 127.0.0.1 and localhost, valid around
-// now, and a client config that trusts it.
-func selfSigned(now time.Time) (server, client *tls.Config, err error) {
+// SelfSignedTLS makes a certificate for 127.0.0.1, ::1 and localhost,
+// valid around now, and a client config that trusts only it: for servers on
+// loopback (this world, and the tests' own).
+func SelfSignedTLS(now time.Time) (server, client *tls.Config, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err

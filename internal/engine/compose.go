@@ -30,18 +30,12 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 	var missing []procedure.KeyMissing
 	var form []byte
 	// withheld names the recipients whose medical mail could not be
-	// encrypted: the procedure's disclosure record for them becomes a
-	// record that nothing was disclosed, because nothing was.
+	// encrypted in this decision; later mails to them say so.
 	withheld := map[string]bool{}
 	for _, eff := range effects {
 		switch eff := eff.(type) {
 		case procedure.Audit:
-			if dis := eff.Disclosure; dis != nil && withheld[string(dis.To)+" "+strings.ToLower(dis.Email)] {
-				d.Audit = append(d.Audit, store.AuditEntry{Event: "disclosure withheld", At: now,
-					Detail: fmt.Sprintf("%d documents for %s not sent: no usable PGP key; a content-free notice went instead", len(dis.Documents), dis.To)})
-				continue
-			}
-			d.Audit = append(d.Audit, store.AuditEntry{Event: eff.Event, Detail: eff.Detail, Disclosure: eff.Disclosure, At: now})
+			d.Audit = append(d.Audit, store.AuditEntry{Event: eff.Event, Detail: eff.Detail, At: now})
 		case procedure.Alert:
 			d.Alerts = append(d.Alerts, eff.Reason)
 			if row, err := e.alertMail(c, eff.Reason, now); err != nil {
@@ -71,9 +65,21 @@ func (e *Engine) compose(ctx context.Context, c *procedure.Case, effects []proce
 			if err != nil {
 				return d, nil, fmt.Errorf("mail %s to %s: %w", eff.Template, eff.To, err)
 			}
-			if eff.Medical && len(alerts) > 0 {
+			sent := !(eff.Medical && len(alerts) > 0)
+			if !sent {
 				withheld[string(eff.To)+" "+strings.ToLower(eff.Email)] = true
 				missing = append(missing, procedure.KeyMissing{Mail: eff, Reason: alerts[0]})
+			}
+			// The disclosure is recorded where it happens: when the mail is
+			// composed encrypted for a usable key, not when it is withheld.
+			if dis := eff.Disclosure; dis != nil {
+				if sent {
+					d.Audit = append(d.Audit, store.AuditEntry{Event: "disclosure", At: now, Disclosure: dis,
+						Detail: fmt.Sprintf("%d documents to %s (%s)", len(dis.Documents), dis.To, eff.Template)})
+				} else {
+					d.Audit = append(d.Audit, store.AuditEntry{Event: "disclosure withheld", At: now,
+						Detail: fmt.Sprintf("%d documents for %s not sent: no usable PGP key; a content-free notice went instead", len(dis.Documents), dis.To)})
+				}
 			}
 			d.Outbox = append(d.Outbox, rows...)
 			d.Audit = append(d.Audit, audits...)

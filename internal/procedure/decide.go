@@ -758,9 +758,9 @@ func (x *decision) forward() {
 			docs = append(docs, sha)
 		}
 	}
-	x.mail(RoleSO, Mail{Template: "forward", Medical: true, Documents: docs})
+	x.mail(RoleSO, Mail{Template: "forward", Medical: true, Documents: docs,
+		Disclosure: &Disclosure{Documents: docs, Consent: x.consentText()}})
 	c.Forwarded = true
-	x.disclose(RoleSO, c.Chosen.Email, docs, x.consentText())
 }
 
 func (x *decision) consentText() string {
@@ -854,13 +854,9 @@ func (x *decision) keyAvailable(in KeyAvailable) error {
 		if _, open := c.OpenQuestion(w.Question); !open {
 			m.Question = 0 // its question was answered or closed meanwhile
 		}
+		// The mail carries its disclosure as decided then; it is
+		// recorded now, when it leaves.
 		x.mail(w.To, m)
-		switch {
-		case len(w.Documents) > 0:
-			x.disclose(w.To, w.Email, w.Documents, x.consentText())
-		case w.Advice:
-			x.disclose(w.To, w.Email, shas(c.Advice), "sent after a key was imported; consented as before ("+w.Template+")")
-		}
 	}
 	if waiting {
 		c.WaitingKey = ""
@@ -896,8 +892,8 @@ func (x *decision) advice(in Advice) error {
 	c.Advice = append([]Document(nil), in.Documents...)
 	x.audit("advice", fmt.Sprintf("%d documents", len(in.Documents)))
 	// The employee receives the advice (their own data), encrypted.
-	x.mail(RoleEmployee, Mail{Template: "advice_employee", Medical: true, Advice: true})
-	x.disclose(RoleEmployee, c.Employee.Email, shas(c.Advice), "the employee's own advice")
+	x.mail(RoleEmployee, Mail{Template: "advice_employee", Medical: true, Advice: true,
+		Disclosure: &Disclosure{Documents: shas(c.Advice), Consent: "the employee's own advice"}})
 	c.State = StateFeedback
 	x.askMail(RoleEmployee, KindConsent, StepFeedback, Mail{Template: "feedback_question"})
 	x.wait(StepFeedback)
@@ -910,8 +906,8 @@ func (x *decision) complete() {
 	c := x.c
 	share := !c.NoAdvice && len(c.Advice) > 0
 	if share && c.FeedbackPhysician {
-		x.mail(RolePhysician, Mail{Template: "completion_physician_advice", Medical: true, Advice: true})
-		x.disclose(RolePhysician, c.OriginalPhysician.Email, shas(c.Advice), "feedback consent of the employee")
+		x.mail(RolePhysician, Mail{Template: "completion_physician_advice", Medical: true, Advice: true,
+			Disclosure: &Disclosure{Documents: shas(c.Advice), Consent: "feedback consent of the employee"}})
 	} else {
 		x.notify(RolePhysician, "completion_physician", x.completionData())
 	}
@@ -919,8 +915,8 @@ func (x *decision) complete() {
 	case !c.EmployerKnows:
 		x.audit("employer not informed", "the employee did not consent and the employer did not ask")
 	case share && c.FeedbackEmployer:
-		x.mail(RoleEmployer, Mail{Template: "completion_employer_advice", Medical: true, Advice: true})
-		x.disclose(RoleEmployer, c.Employer.NoticeEmail, shas(c.Advice), "feedback consent of the employee")
+		x.mail(RoleEmployer, Mail{Template: "completion_employer_advice", Medical: true, Advice: true,
+			Disclosure: &Disclosure{Documents: shas(c.Advice), Consent: "feedback consent of the employee"}})
 	default:
 		x.notify(RoleEmployer, "completion_employer", x.completionData())
 	}
@@ -1089,11 +1085,6 @@ func (x *decision) alert(reason string) {
 	x.audit("alert", reason)
 }
 
-func (x *decision) disclose(to Role, email string, docs []string, consent string) {
-	x.emit(Audit{Event: "disclosure", Detail: fmt.Sprintf("%d documents to %s", len(docs), to),
-		Disclosure: &Disclosure{To: to, Email: email, Documents: docs, Consent: consent, At: x.now}})
-}
-
 // recipient returns the address, name and language of a role.
 func (x *decision) recipient(r Role) (email, name, lang string) {
 	c := x.c
@@ -1130,6 +1121,11 @@ func (x *decision) mail(to Role, m Mail) {
 	}
 	c.Seq++
 	m.Seq, m.To, m.Email, m.Name, m.Lang = c.Seq, to, email, name, lang
+	if m.Disclosure != nil {
+		d := *m.Disclosure
+		d.To, d.Email, d.At = to, email, x.now
+		m.Disclosure = &d
+	}
 	x.emit(m)
 }
 

@@ -31,6 +31,11 @@ type Mail struct {
 	Reminder bool
 	// Data holds extra template values (reasons, counts).
 	Data map[string]string
+	// Disclosure is set on a mail that shares medical content: which
+	// document hashes, under which consent. The engine records it in the
+	// audit log when the mail really leaves (encrypted to a usable key),
+	// and records it as withheld when it cannot.
+	Disclosure *Disclosure
 }
 
 // RenderForm asks for the authorisation form to be rendered for the case
@@ -47,9 +52,6 @@ type ClearDeadlines struct{ Steps []Step }
 type Audit struct {
 	Event  string
 	Detail string
-	// Disclosure is set when medical content leaves: who got which
-	// document hashes under which consent.
-	Disclosure *Disclosure
 }
 
 // Disclosure describes one sharing of medical content.

@@ -111,8 +111,8 @@ func drive(t *testing.T, data []byte) {
 			t.Fatalf("step %d %s (%s → %s): %s", i/3, in.inputName(), stateOf(c), next.State, msg)
 		}
 		for _, e := range effs {
-			if a, ok := e.(Audit); ok && a.Disclosure != nil && a.Disclosure.To == RoleSO {
-				for _, sha := range a.Disclosure.Documents {
+			if m, ok := e.(Mail); ok && m.Disclosure != nil && m.Disclosure.To == RoleSO {
+				for _, sha := range m.Disclosure.Documents {
 					if !next.isAuthorised(sha) {
 						t.Fatalf("step %d: disclosed %s outside the authorisation", i/3, sha)
 					}

@@ -168,8 +168,8 @@ func alerts(effs []Effect) []string {
 func disclosures(effs []Effect) []Disclosure {
 	var out []Disclosure
 	for _, e := range effs {
-		if a, ok := e.(Audit); ok && a.Disclosure != nil {
-			out = append(out, *a.Disclosure)
+		if m, ok := e.(Mail); ok && m.Disclosure != nil {
+			out = append(out, *m.Disclosure)
 		}
 	}
 	return out
@@ -197,6 +197,9 @@ func checkInvariants(prev, c *Case, effs []Effect) string {
 		}
 	}
 	for _, m := range mails(effs) {
+		if m.Disclosure != nil && !m.Medical {
+			return "a disclosure in a mail not marked medical"
+		}
 		if m.To == RoleEmployer && !c.EmployerKnows {
 			return "mail " + m.Template + " to the employer without consent or request"
 		}

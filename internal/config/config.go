@@ -145,6 +145,21 @@ type SMTP struct {
 	PasswordEnv  string `yaml:"password_env"`
 	// HelloName is the EHLO name; default the service domain.
 	HelloName string `yaml:"hello_name"`
+	// SentCopy, when set, has the mail server keep a copy of every mail
+	// sent, by which the daemon knows after a crash whether a mail it was
+	// sending left (see mailout.SentCopies). Recommended.
+	SentCopy SentCopy `yaml:"sent_copy"`
+}
+
+// SentCopy is an address of the service's own that gets a copy of every
+// outgoing mail in the same SMTP transaction, and the IMAP folder (of the
+// imap account) the mail server files those copies into.
+type SentCopy struct {
+	Address string `yaml:"address"`
+	Mailbox string `yaml:"mailbox"`
+	// Wait is how long a copy may take to be filed after the server took
+	// the mail; default 2m.
+	Wait time.Duration `yaml:"wait"`
 }
 
 // Policy holds the procedure's time limits and rules.
@@ -403,6 +418,10 @@ func (c *Config) applyDerived() {
 	if c.SMTP.HelloName == "" {
 		c.SMTP.HelloName = c.Service.Domain
 	}
+	if c.SMTP.SentCopy.Wait == 0 {
+		c.SMTP.SentCopy.Wait = 2 * time.Minute
+	}
+	c.SMTP.SentCopy.Address = strings.ToLower(c.SMTP.SentCopy.Address)
 	if c.Service.DisplayName == "" {
 		c.Service.DisplayName = c.Service.Provider
 	}
@@ -501,6 +520,23 @@ func (c *Config) Validate() []error {
 	if c.doc.Has("smtp.hello_name") {
 		if err := registry.CheckDomain(c.SMTP.HelloName); err != nil {
 			bad("smtp.hello_name", "%v", err)
+		}
+	}
+
+	if sc := c.SMTP.SentCopy; sc.Address != "" || sc.Mailbox != "" {
+		if sc.Address == "" {
+			bad("smtp.sent_copy.address", "required with smtp.sent_copy.mailbox")
+		} else if err := registry.CheckAddress(sc.Address); err != nil {
+			bad("smtp.sent_copy.address", "%v", err)
+		}
+		switch sc.Mailbox {
+		case "":
+			bad("smtp.sent_copy.mailbox", "required with smtp.sent_copy.address: the IMAP folder the copies are filed into")
+		case c.IMAP.Mailbox, c.IMAP.ProcessedMailbox:
+			bad("smtp.sent_copy.mailbox", "must differ from imap.mailbox and imap.processed_mailbox, not %q", sc.Mailbox)
+		}
+		if sc.Wait < time.Second {
+			bad("smtp.sent_copy.wait", "%v is too short: want at least 1s", sc.Wait)
 		}
 	}
 

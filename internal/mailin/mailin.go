@@ -119,6 +119,10 @@ type Options struct {
 	// \Seen messages are skipped, so nobody else may read the mailbox with a
 	// client that sets \Seen.
 	ProcessedMailbox string
+	// SentMailbox is the folder the mail server files the copies of our
+	// own outgoing mail into (see SentCopies); it is created if missing.
+	// Empty: no sent copies.
+	SentMailbox string
 	// MaxSize is the size above which a message is stored with Oversize set;
 	// default DefaultMaxSize. Negative means no limit.
 	MaxSize int64
@@ -191,6 +195,9 @@ func New(spool Spool, opts *Options) (*Ingester, error) {
 	}
 	if o.ProcessedMailbox == o.Mailbox {
 		return nil, fmt.Errorf("%w: processed mailbox %q is the mailbox read", ErrBadOptions, o.ProcessedMailbox)
+	}
+	if o.SentMailbox != "" && (o.SentMailbox == o.Mailbox || o.SentMailbox == o.ProcessedMailbox) {
+		return nil, fmt.Errorf("%w: sent-copy mailbox %q is the mailbox read or the processed one", ErrBadOptions, o.SentMailbox)
 	}
 	if o.MaxSize == 0 {
 		o.MaxSize = DefaultMaxSize
@@ -277,8 +284,11 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 	if err := c.Login(in.opts.Username, in.opts.Password).Wait(); err != nil {
 		return false, fmt.Errorf("login: %w", err)
 	}
-	if in.opts.ProcessedMailbox != "" {
-		if err := in.ensureMailbox(c, in.opts.ProcessedMailbox); err != nil {
+	for _, name := range []string{in.opts.ProcessedMailbox, in.opts.SentMailbox} {
+		if name == "" {
+			continue
+		}
+		if err := in.ensureMailbox(c, name); err != nil {
 			return false, err
 		}
 	}
@@ -368,7 +378,7 @@ func (in *Ingester) ensureMailbox(c *imapclient.Client, name string) error {
 		}
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	in.log.Info("created processed mailbox", "processed", name)
+	in.log.Info("created mailbox", "created", name)
 	return nil
 }
 

@@ -22,9 +22,9 @@ var (
 	descOverdueAge = prometheus.NewDesc("secondopinion_deadline_overdue_seconds",
 		"How long the oldest overdue deadline of each kind has been due; 0 when none is.", []string{"kind"}, nil)
 	descOutbox = prometheus.NewDesc("secondopinion_outbox_messages",
-		"Outgoing mail per status: queued (waiting or retrying), sent, failed (permanently; an alert was raised).", []string{"status"}, nil)
+		"Outgoing mail per status: queued (waiting or retrying), sending (an attempt under way, or its outcome unknown after a crash until its sent copy is found), sent, failed (permanently; an alert was raised).", []string{"status"}, nil)
 	descOutboxAge = prometheus.NewDesc("secondopinion_outbox_oldest_queued_seconds",
-		"Age of the oldest mail still queued; 0 when the queue is empty.", nil, nil)
+		"Age of the oldest mail still queued or sending; 0 when the queue is empty.", nil, nil)
 	descPending = prometheus.NewDesc("secondopinion_inbound_pending_messages",
 		"Inbound messages stored and not yet handled.", nil, nil)
 	descPendingAge = prometheus.NewDesc("secondopinion_inbound_oldest_pending_seconds",
@@ -84,6 +84,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	ch <- gauge(descOutbox, float64(st.OutboxQueued), "queued")
+	ch <- gauge(descOutbox, float64(st.OutboxSending), "sending")
 	ch <- gauge(descOutbox, float64(st.OutboxSent), "sent")
 	ch <- gauge(descOutbox, float64(st.OutboxFailed), "failed")
 	ch <- gauge(descOutboxAge, age(now, st.OutboxOldestQueued))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +9,10 @@ import (
 	"os"
 	"path/filepath"
 )
+
+// fileBuffer batches the small writes of a stream (an encryptor behind a
+// pipe, an IMAP literal) into few write system calls.
+const fileBuffer = 256 << 10
 
 // PutFile streams r into a file under the data dir's sub directory, named
 // by the SHA-256 of its content, fsyncs it and its directory, and returns
@@ -26,7 +31,11 @@ func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, e
 		}
 	}()
 	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(tmp, h), r)
+	bw := bufio.NewWriterSize(tmp, fileBuffer)
+	size, err = io.Copy(io.MultiWriter(bw, h), r)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}

@@ -71,7 +71,11 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 	}()
 	h := sha256.New()
 	head := &headWriter{max: maxHeader}
-	size, err := io.Copy(io.MultiWriter(tmp, h, head), r)
+	bw := bufio.NewWriterSize(tmp, fileBuffer)
+	size, err := io.Copy(io.MultiWriter(bw, h, head), r)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("store raw: %w", err)
 	}

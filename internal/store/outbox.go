@@ -31,9 +31,12 @@ type OutboxItem struct {
 	To        []string
 	Attempts  int
 	Queued    time.Time
-	body      []byte
-	path      string
-	s         *Store
+	// SendingSince is when the attempt began that left the mail
+	// 'sending' (InFlightOutbox only).
+	SendingSince time.Time
+	body         []byte
+	path         string
+	s            *Store
 }
 
 // Open returns the composed message bytes.
@@ -80,21 +83,35 @@ func (s *Store) Enqueue(ctx context.Context, o OutboxRow, now time.Time) error {
 
 // DueOutbox returns up to limit queued mails whose next attempt is due.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts, created_at
-		FROM outbox WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, ms(now), limit)
+	return s.outboxItems(ctx, "due outbox", `WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, ms(now), limit)
+}
+
+// InFlightOutbox returns the mails left 'sending': an attempt began and
+// its outcome was never recorded (a crash), or the server's reply to the
+// end of the data never came.
+func (s *Store) InFlightOutbox(ctx context.Context) ([]OutboxItem, error) {
+	return s.outboxItems(ctx, "outbox in flight", `WHERE status = 'sending' ORDER BY sending_since, id`)
+}
+
+func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any) ([]OutboxItem, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
+		FROM outbox `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("due outbox: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []OutboxItem
 	for rows.Next() {
 		it := OutboxItem{s: s}
 		var to string
-		var queued int64
-		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts, &queued); err != nil {
-			return nil, err
+		var queued, sending int64
+		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts, &queued, &sending); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		it.Queued = fromMS(queued)
+		if sending != 0 {
+			it.SendingSince = fromMS(sending)
+		}
 		if err := json.Unmarshal([]byte(to), &it.To); err != nil {
 			return nil, fmt.Errorf("outbox %d recipients: %w", it.ID, err)
 		}
@@ -103,19 +120,29 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]Outb
 	return out, rows.Err()
 }
 
+// OutboxSending records, before the first byte goes to the SMTP server,
+// that an attempt begins: from here until its outcome is recorded the mail
+// may be delivered without our knowing (see InFlightOutbox).
+func (s *Store) OutboxSending(ctx context.Context, id int64, now time.Time) error {
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
+}
+
 // OutboxSent marks a mail delivered.
 func (s *Store) OutboxSent(ctx context.Context, id int64, now time.Time) error {
-	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?`, ms(now), id)
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1
+		WHERE id = ? AND status IN ('queued', 'sending')`, ms(now), id)
 }
 
 // OutboxRetry records a temporary failure and the next attempt.
 func (s *Store) OutboxRetry(ctx context.Context, id int64, next time.Time, reason string) error {
-	return s.outboxUpdate(ctx, `UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?`, ms(next), reason, id)
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'queued', sending_since = NULL, attempts = attempts + 1, next_attempt = ?, last_error = ?
+		WHERE id = ? AND status IN ('queued', 'sending')`, ms(next), reason, id)
 }
 
 // OutboxFailed records a permanent failure.
 func (s *Store) OutboxFailed(ctx context.Context, id int64, reason string) error {
-	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?`, reason, id)
+	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'failed', sending_since = NULL, attempts = attempts + 1, last_error = ?
+		WHERE id = ? AND status IN ('queued', 'sending')`, reason, id)
 }
 
 func (s *Store) outboxUpdate(ctx context.Context, q string, args ...any) error {
@@ -141,8 +168,8 @@ func (s *Store) NextOutbox(ctx context.Context) (time.Time, bool, error) {
 
 // OutboxStats is the queue's depth and the age of its oldest mail.
 type OutboxStats struct {
-	Queued, Sent, Failed int
-	Oldest               time.Time // of the queued mail
+	Queued, Sending, Sent, Failed int
+	Oldest                        time.Time // of the queued and sending mail
 }
 
 // OutboxStats counts the outbox.
@@ -150,8 +177,8 @@ func (s *Store) OutboxStats(ctx context.Context) (OutboxStats, error) {
 	var st OutboxStats
 	var oldest sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'failed'), 0),
-		MIN(CASE WHEN status = 'queued' THEN created_at END) FROM outbox`).Scan(&st.Queued, &st.Sent, &st.Failed, &oldest)
+		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'sending'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'failed'), 0),
+		MIN(CASE WHEN status IN ('queued', 'sending') THEN created_at END) FROM outbox`).Scan(&st.Queued, &st.Sending, &st.Sent, &st.Failed, &oldest)
 	if oldest.Valid {
 		st.Oldest = fromMS(oldest.Int64)
 	}

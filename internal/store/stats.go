@@ -25,9 +25,9 @@ type Stats struct {
 	// office hours and may stay overdue overnight.
 	Overdue map[procedure.DeadlineKind]OverdueDeadlines
 	// Outbox is the queue's depth; OldestQueued is the creation time of the
-	// oldest queued mail (zero if none).
-	OutboxQueued, OutboxFailed, OutboxSent int
-	OutboxOldestQueued                     time.Time
+	// oldest queued or sending mail (zero if none).
+	OutboxQueued, OutboxSending, OutboxFailed, OutboxSent int
+	OutboxOldestQueued                                    time.Time
 	// OutboxDue counts queued mail whose next attempt is at or before now;
 	// OutboxOldestDue is the earliest such attempt time (zero if none). A
 	// worker that runs leaves nothing due for long: a failed attempt moves
@@ -105,11 +105,11 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (Stats, error) {
 
 	var oldestQueued, oldestDue sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'failed'), 0), COALESCE(SUM(status = 'sent'), 0),
-		MIN(CASE WHEN status = 'queued' THEN created_at END),
+		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'sending'), 0), COALESCE(SUM(status = 'failed'), 0), COALESCE(SUM(status = 'sent'), 0),
+		MIN(CASE WHEN status IN ('queued', 'sending') THEN created_at END),
 		COALESCE(SUM(status = 'queued' AND next_attempt <= ?), 0),
 		MIN(CASE WHEN status = 'queued' AND next_attempt <= ? THEN next_attempt END)
-		FROM outbox`, ms(now), ms(now)).Scan(&st.OutboxQueued, &st.OutboxFailed, &st.OutboxSent, &oldestQueued, &st.OutboxDue, &oldestDue); err != nil {
+		FROM outbox`, ms(now), ms(now)).Scan(&st.OutboxQueued, &st.OutboxSending, &st.OutboxFailed, &st.OutboxSent, &oldestQueued, &st.OutboxDue, &oldestDue); err != nil {
 		return st, fmt.Errorf("stats: outbox: %w", err)
 	}
 	st.OutboxOldestQueued = nullTime(oldestQueued)

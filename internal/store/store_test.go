@@ -71,7 +71,7 @@ func TestOpenCreatesPrivateDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if v, _ := s2.SchemaVersion(ctx); v != 1 {
+	if v, _ := s2.SchemaVersion(ctx); v != 2 {
 		t.Errorf("schema version %d", v)
 	}
 	if _, err := s2.CaseByRef(ctx, c.Ref); err != nil {
@@ -230,6 +230,54 @@ func TestOutboxLifecycle(t *testing.T) {
 	st, _ := s.OutboxStats(ctx)
 	if st.Queued != 0 || st.Sent != 1 || st.Failed != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// A mail whose attempt began is not due again and survives a reopen as
+// in flight, until its outcome is recorded.
+func TestOutboxSendingSurvivesACrash(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Enqueue(ctx, OutboxRow{MessageID: "<a@so>", From: "f", To: []string{"a@x"}, Body: []byte("a")}, t0)
+	s.Enqueue(ctx, OutboxRow{MessageID: "<b@so>", From: "f", To: []string{"b@x"}, Body: []byte("b")}, t0)
+	due, _ := s.DueOutbox(ctx, t0, 10)
+	if err := s.OutboxSending(ctx, due[0].ID, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OutboxSending(ctx, due[0].ID, t0.Add(2*time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a second attempt began on a mail already sending: %v", err)
+	}
+	s.Close()
+
+	s, err = Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if due, _ := s.DueOutbox(ctx, t0.Add(time.Hour), 10); len(due) != 1 || due[0].MessageID != "<b@so>" {
+		t.Errorf("due after the crash: %+v, want only <b@so>", due)
+	}
+	fl, err := s.InFlightOutbox(ctx)
+	if err != nil || len(fl) != 1 || fl[0].MessageID != "<a@so>" || !fl[0].SendingSince.Equal(t0.Add(time.Second)) {
+		t.Fatalf("in flight after the crash: %+v %v", fl, err)
+	}
+	if st, _ := s.OutboxStats(ctx); st.Queued != 1 || st.Sending != 1 || !st.Oldest.Equal(t0) {
+		t.Errorf("stats %+v", st)
+	}
+	// Not found among the sent copies: queued again, the attempt counted.
+	if err := s.OutboxRetry(ctx, fl[0].ID, t0.Add(time.Minute), "no sent copy"); err != nil {
+		t.Fatal(err)
+	}
+	if fl, _ := s.InFlightOutbox(ctx); len(fl) != 0 {
+		t.Errorf("still in flight: %+v", fl)
+	}
+	due, _ = s.DueOutbox(ctx, t0.Add(time.Minute), 10)
+	if len(due) != 2 || due[1].MessageID != "<a@so>" || due[1].Attempts != 1 {
+		t.Errorf("due %+v", due)
 	}
 }
 

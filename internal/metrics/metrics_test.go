@@ -163,8 +163,11 @@ func TestMetricsShowTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, it := range due {
-		if it.MessageID == "<out3@so.example>" {
+		switch it.MessageID {
+		case "<out3@so.example>":
 			s.OutboxSent(context.Background(), it.ID, t0)
+		case "<out1@so.example>": // cut off by a crash: still counts as waiting
+			s.OutboxSending(context.Background(), it.ID, t0.Add(-4*time.Minute))
 		}
 	}
 
@@ -172,7 +175,7 @@ func TestMetricsShowTheStore(t *testing.T) {
 	got := scrape(t, srv.URL)
 	want := map[string]float64{
 		"secondopinion_store_up":                                  1,
-		"secondopinion_schema_version":                            1,
+		"secondopinion_schema_version":                            2,
 		"secondopinion_cases{state=choosing}":                     2,
 		"secondopinion_cases{state=advising}":                     1,
 		"secondopinion_cases{state=completed}":                    1,
@@ -184,7 +187,8 @@ func TestMetricsShowTheStore(t *testing.T) {
 		"secondopinion_deadline_overdue_seconds{kind=reminder}":   7200,
 		"secondopinion_deadline_overdue_seconds{kind=escalation}": 90,
 		"secondopinion_deadline_overdue_seconds{kind=expiry}":     0,
-		"secondopinion_outbox_messages{status=queued}":            2,
+		"secondopinion_outbox_messages{status=queued}":            1,
+		"secondopinion_outbox_messages{status=sending}":           1,
 		"secondopinion_outbox_messages{status=sent}":              1,
 		"secondopinion_outbox_messages{status=failed}":            0,
 		"secondopinion_outbox_oldest_queued_seconds":              300,

@@ -85,8 +85,8 @@ func TestCheckConfigSecrets(t *testing.T) {
 		t.Errorf("exit %d, want 1", code)
 	}
 	for _, want := range []string{
-		cfgPath + ":75: token_key_file: secret file is readable by others",
-		cfgPath + ":79: service_key_passphrase_env: environment variable SECONDOPINION_KEY_PASSPHRASE is empty",
+		cfgPath + ":88: token_key_file: secret file is readable by others",
+		cfgPath + ":92: service_key_passphrase_env: environment variable SECONDOPINION_KEY_PASSPHRASE is empty",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)

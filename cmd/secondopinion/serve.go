@@ -67,7 +67,7 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 			ing, err := mailin.New(engine.Spool{DB: w.Store}, &mailin.Options{
 				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security),
 				Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
-				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
+				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, SentMailbox: cfg.SMTP.SentCopy.Mailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
 				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound, ObserveLag: observeLag,
 			})
 			if err != nil {
@@ -78,6 +78,9 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 				AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
 			})
 			worker.Logger = logger
+			if cfg.SMTP.SentCopy.Address != "" {
+				worker.Copies, worker.CopyWait = ing.SentCopies(cfg.SMTP.SentCopy.Address), cfg.SMTP.SentCopy.Wait
+			}
 			worker.OnPermanentFailure = func(it mailout.Item, err error) {
 				_ = w.Store.AddAlert(context.WithoutCancel(ctx), 0, fmt.Sprintf("delivery of %s to %v failed for good: %v", it.MessageID, it.To, err), w.Engine.Now())
 			}

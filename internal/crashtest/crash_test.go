@@ -262,8 +262,8 @@ func check(t *testing.T, x *bench.External, dones []*bench.Done, started, kills 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ob.Queued != 0 || ob.Failed != 0 {
-		t.Errorf("outbox: %d queued, %d failed after the run", ob.Queued, ob.Failed)
+	if ob.Queued != 0 || ob.Sending != 0 || ob.Failed != 0 {
+		t.Errorf("outbox: %d queued, %d sending, %d failed after the run", ob.Queued, ob.Sending, ob.Failed)
 	}
 	if ob.Sent != tr.Distinct {
 		t.Errorf("outbox has %d mails sent, the SMTP server received %d distinct Message-IDs", ob.Sent, tr.Distinct)

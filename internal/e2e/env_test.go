@@ -420,7 +420,7 @@ func (e *env) settle() {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if st.Queued == 0 && st.Failed == 0 && delivered == st.Sent && len(pending) == 0 {
+		if st.Queued == 0 && st.Sending == 0 && st.Failed == 0 && delivered == st.Sent && len(pending) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

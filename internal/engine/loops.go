@@ -37,11 +37,30 @@ func (q Queue) Due(ctx context.Context, now time.Time, limit int) ([]mailout.Ite
 	if err != nil {
 		return nil, err
 	}
+	return items(rows), nil
+}
+
+func items(rows []store.OutboxItem) []mailout.Item {
 	out := make([]mailout.Item, len(rows))
 	for i, r := range rows {
-		out[i] = mailout.Item{ID: r.ID, MessageID: r.MessageID, From: r.From, To: r.To, Attempt: r.Attempts, Queued: r.Queued, Open: r.Open}
+		out[i] = mailout.Item{ID: r.ID, MessageID: r.MessageID, From: r.From, To: r.To, Attempt: r.Attempts,
+			Queued: r.Queued, SendingSince: r.SendingSince, Open: r.Open}
 	}
-	return out, nil
+	return out
+}
+
+// Sending implements mailout.Queue.
+func (q Queue) Sending(ctx context.Context, id int64, now time.Time) error {
+	return q.Store.OutboxSending(ctx, id, now)
+}
+
+// InFlight implements mailout.Queue.
+func (q Queue) InFlight(ctx context.Context) ([]mailout.Item, error) {
+	rows, err := q.Store.InFlightOutbox(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return items(rows), nil
 }
 
 // Sent implements mailout.Queue.

@@ -194,6 +194,41 @@ func TestPostfixDelivery(t *testing.T) {
 		}
 	})
 
+	// Postfix offers CHUNKING; the same 2 MB message with dot lines arrives
+	// intact over BDAT and over DATA.
+	for _, mode := range []string{"BDAT", "DATA"} {
+		t.Run("2 MB message over "+mode, func(t *testing.T) {
+			msg := bytes.Replace(bigMessage(t), []byte("<big@example.test>"), []byte("<big-"+mode+"@example.test>"), 1)
+			var trec smtptest.Recorder
+			tr := &Transport{Addr: pf.Addr, Timeout: 20 * time.Second, HelloName: "so.example.test", Dial: trec.Dial, noChunking: mode == "DATA"}
+			if err := tr.Deliver(ctx, "so@example.test", []string{"dirk@example.test"}, bytes.NewReader(msg)); err != nil {
+				t.Fatalf("Deliver: %v\n%s", err, pf.Log())
+			}
+			if got := strings.Contains(trec.String(), "\r\nBDAT "); got != (mode == "BDAT") {
+				t.Errorf("BDAT used = %v", got)
+			}
+			id := "big-" + mode + "@example.test"
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				msgs, _ := pf.Messages("dirk")
+				for _, m := range msgs {
+					if countMessageID([][]byte{m}, id) == 1 {
+						// The maildir holds LF line ends, after Postfix's
+						// own header fields.
+						if !bytes.HasSuffix(m, bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))) {
+							t.Fatalf("delivered message (%d bytes) does not end with the %d bytes sent", len(m), len(msg))
+						}
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not delivered\n%s", id, pf.Log())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+
 	// The recorder saw every session; no password was configured, and the
 	// logs name Message-IDs, never bodies.
 	if t.Failed() {

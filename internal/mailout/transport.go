@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 )
 
 // Security modes of a Transport.
@@ -29,6 +27,14 @@ var ErrInsecure = errors.New("mailout: refusing to send without TLS")
 // Transport delivers composed messages to one SMTP server (the
 // organisation's submission server or smarthost). The zero value of each
 // optional field is a sensible default.
+//
+// It speaks SMTP (RFC 5321) with its own small client (smtpclient.go)
+// rather than go-smtp's: the message goes out with BDAT when the server
+// offers CHUNKING (RFC 3030), in large chunks instead of byte by byte, and
+// a delivery whose end went out without a reply is reported as uncertain
+// (IsUncertain) rather than as an ordinary temporary failure. Replies
+// carry RFC 3463 enhanced status codes into DeliveryError; AUTH PLAIN
+// follows RFC 4954.
 type Transport struct {
 	Addr string // host:port
 	// Security is SecurityStartTLS (default), SecurityTLS or SecurityPlain.
@@ -48,13 +54,25 @@ type Transport struct {
 	// Dial opens the TCP connection; nil uses net.Dialer. Tests wrap the
 	// connection to record the SMTP transcript.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// noChunking makes the client use DATA even when the server offers
+	// CHUNKING, so tests can run the DATA path against servers that
+	// always offer it.
+	noChunking bool
 }
 
 // DeliveryError is a failed delivery, classified. Permanent failures (a
 // 5xx reply, a message that can never be sent) are not retried;
-// everything else (4xx replies, network errors, timeouts, TLS trouble) is.
+// everything else (4xx replies, network errors, timeouts, TLS trouble) is,
+// except an uncertain outcome.
 type DeliveryError struct {
 	Permanent bool
+	// Uncertain: the whole message went out (the last BDAT chunk or the
+	// final dot) but no reply to it came (connection lost, timeout,
+	// shutdown). The server may have accepted the message, so a blind
+	// retry may deliver it twice. Every other DeliveryError means the
+	// message was certainly not accepted.
+	Uncertain bool
 	Code      int    // SMTP reply code, 0 when there was no reply
 	Enhanced  string // enhanced status code (RFC 3463), e.g. "5.1.1"
 	Recipient string // the refused recipient, when the failure is one RCPT
@@ -63,12 +81,15 @@ type DeliveryError struct {
 }
 
 func (e *DeliveryError) Error() string {
-	kind := "temporary"
-	if e.Permanent {
-		kind = "permanent"
+	kind := "temporary delivery failure"
+	switch {
+	case e.Uncertain:
+		kind = "delivery outcome unknown (message sent, no reply)"
+	case e.Permanent:
+		kind = "permanent delivery failure"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s delivery failure", kind)
+	b.WriteString(kind)
 	if e.Recipient != "" {
 		fmt.Fprintf(&b, " for <%s>", e.Recipient)
 	}
@@ -93,25 +114,25 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &de) && de.Permanent
 }
 
-// classify turns any error from the SMTP exchange into a DeliveryError.
+// IsUncertain reports whether err is a DeliveryError whose outcome is
+// unknown: the message was sent in full and the server's verdict never
+// arrived. The caller must find out (or wait) rather than resend blindly.
+func IsUncertain(err error) bool {
+	var de *DeliveryError
+	return errors.As(err, &de) && de.Uncertain
+}
+
+// classify turns any error from the SMTP exchange into a DeliveryError;
+// failure replies already are one.
 func classify(err error, rcpt string) *DeliveryError {
 	var de *DeliveryError
 	if errors.As(err, &de) {
+		if rcpt != "" && de.Recipient == "" {
+			d := *de
+			d.Recipient = rcpt
+			return &d
+		}
 		return de
-	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		d := &DeliveryError{
-			Permanent: se.Code >= 500 && se.Code < 600,
-			Code:      se.Code,
-			Recipient: rcpt,
-			Msg:       strings.ReplaceAll(se.Message, "\n", " "),
-			Err:       err,
-		}
-		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
-			d.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-		}
-		return d
 	}
 	return &DeliveryError{Recipient: rcpt, Msg: err.Error(), Err: err}
 }
@@ -120,9 +141,11 @@ func classify(err error, rcpt string) *DeliveryError {
 // All recipients must be accepted before any data is sent: when one is
 // refused the transaction is abandoned and the error says why (permanent
 // only if no refusal was temporary), so a retry never delivers twice to
-// those that were accepted. The body is sent as it is; if reading it
-// fails, the connection is dropped before the final dot, so a truncated
-// message is never delivered.
+// those that were accepted. The body is sent as it is, with BDAT when the
+// server offers CHUNKING (RFC 3030), else with DATA; if reading it fails,
+// the connection is dropped before the last chunk or the final dot, so a
+// truncated message is never delivered. When the whole message went out
+// and no reply came, the error is uncertain (IsUncertain).
 func (t *Transport) Deliver(ctx context.Context, from string, to []string, body io.Reader) error {
 	if len(to) == 0 {
 		return &DeliveryError{Permanent: true, Msg: "no recipients"}
@@ -135,6 +158,18 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 			return &DeliveryError{Permanent: true, Msg: err.Error(), Err: err}
 		}
 	}
+	hello := t.HelloName
+	if hello == "" {
+		hello = "localhost"
+	}
+	if strings.ContainsFunc(hello, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return &DeliveryError{Permanent: true, Msg: fmt.Sprintf("invalid HelloName %q", hello)}
+	}
+	switch t.Security {
+	case SecurityStartTLS, SecurityTLS, SecurityPlain, "":
+	default:
+		return &DeliveryError{Permanent: true, Msg: fmt.Sprintf("unknown security mode %q", t.Security)}
+	}
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
@@ -142,19 +177,23 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c, loopback, err := t.connect(ctx)
+	raw, loopback, err := t.dial(ctx)
 	if err != nil {
 		return classify(err, "")
 	}
 	quitting := false
 	defer func() {
 		if !quitting {
-			c.Close()
+			raw.Close()
 		}
 	}()
-	// Closing the connection interrupts whatever the client waits for.
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// Closing the socket interrupts whatever the client waits for; the
+	// deadline bounds each read and write by the same timeout.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
 	wrap := func(err error, rcpt string) error {
 		if ctx.Err() != nil {
 			return &DeliveryError{Recipient: rcpt, Msg: "delivery interrupted: " + context.Cause(ctx).Error(), Err: ctx.Err()}
@@ -162,24 +201,27 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 		return classify(err, rcpt)
 	}
 
-	_, isTLS := c.TLSConnectionState()
-	if !isTLS && !loopback && !t.AllowInsecure {
+	c, err := t.handshake(ctx, raw, loopback, hello)
+	if err != nil {
+		return wrap(err, "")
+	}
+	if !c.isTLS && !loopback && !t.AllowInsecure {
 		return &DeliveryError{Msg: fmt.Sprintf("server %s offers no TLS", t.Addr), Err: ErrInsecure}
 	}
 	if t.Username != "" {
-		if !isTLS && !loopback {
+		if !c.isTLS && !loopback {
 			return &DeliveryError{Msg: "credentials would be sent in clear", Err: ErrInsecure}
 		}
-		if err := c.Auth(sasl.NewPlainClient("", t.Username, t.Password)); err != nil {
+		if err := c.auth(t.Username, t.Password); err != nil {
 			return wrap(err, "")
 		}
 	}
-	if err := c.Mail(from, nil); err != nil {
+	if err := c.mail(from, bodySize(body)); err != nil {
 		return wrap(err, "")
 	}
 	var refused *DeliveryError
 	for _, rcpt := range to {
-		if err := c.Rcpt(rcpt, nil); err != nil {
+		if err := c.rcpt(rcpt); err != nil {
 			d := classify(err, rcpt)
 			if ctx.Err() != nil || d.Code == 0 {
 				return wrap(err, rcpt)
@@ -192,43 +234,42 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 		}
 	}
 	if refused != nil {
-		c.Reset()
-		c.Quit()
+		c.cmd(250, "RSET")
+		c.quit()
 		return refused
 	}
-	wc, err := c.Data()
+	sent, err := c.sendBody(body, !t.noChunking)
 	if err != nil {
-		return wrap(err, "")
-	}
-	if _, err := io.Copy(wc, body); err != nil {
-		// Not wc.Close: that would end the data with the final dot.
-		c.Close()
-		if ctx.Err() != nil {
-			return wrap(err, "")
+		var be *bodyError
+		switch {
+		case errors.As(err, &be):
+			return &DeliveryError{Msg: "sending data: " + be.Error(), Err: err}
+		case sent:
+			msg := "no reply to the end of the message: " + err.Error()
+			if ctx.Err() != nil {
+				msg = "delivery interrupted waiting for the reply to the end of the message: " + context.Cause(ctx).Error()
+			}
+			return &DeliveryError{Uncertain: true, Msg: msg, Err: err}
 		}
-		return &DeliveryError{Msg: "sending data: " + err.Error(), Err: err}
-	}
-	if err := wc.Close(); err != nil {
 		return wrap(err, "")
 	}
 	// The message is accepted. Say so at once, so the outbox records the
 	// delivery before anything else can go wrong: a crash between the
 	// server's 250 and that record sends the message again (with the same
 	// Message-ID), and the reply to QUIT is not worth widening that window.
-	// QUIT goes in the background, bounded by the command timeouts already
-	// set; a failing QUIT changes nothing.
+	// QUIT goes in the background, bounded by a short deadline; a failing
+	// QUIT changes nothing.
 	quitting = true
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
 	go func() {
-		c.Quit()
-		c.Close()
+		c.quit()
+		raw.Close()
 	}()
 	return nil
 }
 
-// connect dials, greets and, per Security, starts TLS. It reports whether
-// the peer is on a loopback address (judged from the connected socket,
-// not from the name in Addr).
-func (t *Transport) connect(ctx context.Context) (*smtp.Client, bool, error) {
+// handshake reads the greeting, says EHLO and, per Security, starts TLS.
+func (t *Transport) handshake(ctx context.Context, raw net.Conn, loopback bool, hello string) (*client, error) {
 	host, _, _ := net.SplitHostPort(t.Addr)
 	tlsConfig := t.TLSConfig
 	if tlsConfig == nil {
@@ -238,62 +279,34 @@ func (t *Transport) connect(ctx context.Context) (*smtp.Client, bool, error) {
 		tlsConfig = tlsConfig.Clone()
 		tlsConfig.ServerName = host
 	}
-	hello := t.HelloName
-	if hello == "" {
-		hello = "localhost"
-	}
-	conn, loopback, err := t.dial(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	// Until the client exists, closing the socket interrupts the greeting
-	// and handshakes when the context ends.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-
-	var c *smtp.Client
-	switch t.Security {
-	case SecurityTLS:
-		tc := tls.Client(conn, tlsConfig)
+	var c *client
+	if t.Security == SecurityTLS {
+		tc := tls.Client(raw, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, false, fmt.Errorf("TLS handshake: %w", err)
+			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
-		c = t.newClient(ctx, tc)
-	case SecurityPlain:
-		c = t.newClient(ctx, conn)
-	case SecurityStartTLS, "":
-		// go-smtp greets with EHLO localhost before STARTTLS; HelloName
-		// is used for the EHLO inside TLS.
-		c, err = smtp.NewClientStartTLS(conn, tlsConfig)
-		if err != nil {
-			conn.Close()
-			if !strings.Contains(err.Error(), "doesn't support STARTTLS") {
-				return nil, false, fmt.Errorf("STARTTLS: %w", err)
-			}
+		c = newClient(raw, tc, true)
+	} else {
+		c = newClient(raw, raw, false)
+	}
+	if err := c.greet(); err != nil {
+		return nil, err
+	}
+	if err := c.hello(hello); err != nil {
+		return nil, err
+	}
+	if t.Security == SecurityStartTLS || t.Security == "" {
+		if !c.has("STARTTLS") {
 			if !loopback && !t.AllowInsecure {
-				return nil, false, &DeliveryError{Msg: fmt.Sprintf("server %s does not offer STARTTLS", t.Addr), Err: ErrInsecure}
+				return nil, &DeliveryError{Msg: fmt.Sprintf("server %s does not offer STARTTLS", t.Addr), Err: ErrInsecure}
 			}
-			// Allowed without TLS: start over in plain text.
-			plain, _, err := t.dial(ctx)
-			if err != nil {
-				return nil, false, err
-			}
-			stopPlain := context.AfterFunc(ctx, func() { plain.Close() })
-			defer stopPlain()
-			c = t.newClient(ctx, plain)
-		} else {
-			setTimeouts(ctx, c)
+			return c, nil // allowed without TLS
 		}
-	default:
-		conn.Close()
-		return nil, false, &DeliveryError{Permanent: true, Msg: fmt.Sprintf("unknown security mode %q", t.Security)}
+		if err := c.startTLS(ctx, tlsConfig, hello); err != nil {
+			return nil, err
+		}
 	}
-	if err := c.Hello(hello); err != nil {
-		c.Close()
-		return nil, false, err
-	}
-	return c, loopback, nil
+	return c, nil
 }
 
 func (t *Transport) dial(ctx context.Context) (net.Conn, bool, error) {
@@ -313,20 +326,22 @@ func (t *Transport) dial(ctx context.Context) (net.Conn, bool, error) {
 	return conn, loopback, nil
 }
 
-func (t *Transport) newClient(ctx context.Context, conn net.Conn) *smtp.Client {
-	c := smtp.NewClient(conn)
-	setTimeouts(ctx, c)
-	return c
-}
-
-func setTimeouts(ctx context.Context, c *smtp.Client) {
-	c.CommandTimeout = time.Until(deadlineOr(ctx, time.Minute))
-	c.SubmissionTimeout = c.CommandTimeout
-}
-
-func deadlineOr(ctx context.Context, d time.Duration) time.Time {
-	if dl, ok := ctx.Deadline(); ok {
-		return dl
+// bodySize is the number of bytes left in body when that is cheap to
+// know, for SIZE (RFC 1870); -1 otherwise. The outbox hands over files.
+func bodySize(body io.Reader) int64 {
+	switch b := body.(type) {
+	case interface{ Len() int }: // bytes.Reader, strings.Reader, bytes.Buffer
+		return int64(b.Len())
+	case *os.File:
+		fi, err := b.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		off, err := b.Seek(0, io.SeekCurrent)
+		if err != nil || off > fi.Size() {
+			return -1
+		}
+		return fi.Size() - off
 	}
-	return time.Now().Add(d)
+	return -1
 }

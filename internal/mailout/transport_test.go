@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +20,10 @@ const testMsg = "From: so@example.test\r\nTo: a@example.net\r\nSubject: test\r\n
 type remoteConn struct{ net.Conn }
 
 func (remoteConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 587} }
+
+func (c remoteConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
 
 func dialRemote(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
@@ -50,35 +54,43 @@ func TestDeliverReplies(t *testing.T) {
 		{name: "data 452", rcpts: []string{"a@example.net"}, data: &smtptest.Reply{Code: 452}, wantErr: true, code: 452},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := smtptest.NewServer(t, smtptest.Options{})
-			for r, rep := range tt.replies {
-				srv.SetRcptReply(r, rep)
-			}
-			srv.SetDataReply(tt.data)
-			tr := &Transport{Addr: srv.Addr, Timeout: 10 * time.Second}
-			err := tr.Deliver(context.Background(), "so@example.test", tt.rcpts, strings.NewReader(testMsg))
-			msgs := srv.Messages()
-			if !tt.wantErr {
-				if err != nil {
-					t.Fatalf("Deliver: %v", err)
+		for _, mode := range []string{"BDAT", "DATA"} {
+			t.Run(tt.name+"/"+mode, func(t *testing.T) {
+				srv := smtptest.NewServer(t, smtptest.Options{})
+				for r, rep := range tt.replies {
+					srv.SetRcptReply(r, rep)
 				}
-				if len(msgs) != 1 || !bytes.Equal(msgs[0].Data, []byte(testMsg)) || len(msgs[0].To) != len(tt.rcpts) {
-					t.Fatalf("server got %+v", msgs)
+				srv.SetDataReply(tt.data)
+				tr := &Transport{Addr: srv.Addr, Timeout: 10 * time.Second, noChunking: mode == "DATA"}
+				err := tr.Deliver(context.Background(), "so@example.test", tt.rcpts, strings.NewReader(testMsg))
+				msgs := srv.Messages()
+				if !tt.wantErr {
+					if err != nil {
+						t.Fatalf("Deliver: %v", err)
+					}
+					if len(msgs) != 1 || !bytes.Equal(msgs[0].Data, []byte(testMsg)) || len(msgs[0].To) != len(tt.rcpts) {
+						t.Fatalf("server got %+v", msgs)
+					}
+					if !strings.Contains(srv.Transcript(), "\n"+mode) {
+						t.Errorf("transcript lacks %s:\n%s", mode, srv.Transcript())
+					}
+					return
 				}
-				return
-			}
-			var de *DeliveryError
-			if !errors.As(err, &de) {
-				t.Fatalf("err = %v, want *DeliveryError", err)
-			}
-			if IsPermanent(err) != tt.permanent || de.Code != tt.code || (tt.enhanced != "" && de.Enhanced != tt.enhanced) {
-				t.Errorf("err = %+v, want permanent=%v code=%d enhanced=%q", de, tt.permanent, tt.code, tt.enhanced)
-			}
-			if len(msgs) != 0 {
-				t.Errorf("server accepted %d messages despite the failure", len(msgs))
-			}
-		})
+				var de *DeliveryError
+				if !errors.As(err, &de) {
+					t.Fatalf("err = %v, want *DeliveryError", err)
+				}
+				if IsPermanent(err) != tt.permanent || de.Code != tt.code || (tt.enhanced != "" && de.Enhanced != tt.enhanced) {
+					t.Errorf("err = %+v, want permanent=%v code=%d enhanced=%q", de, tt.permanent, tt.code, tt.enhanced)
+				}
+				if IsUncertain(err) {
+					t.Errorf("err = %v is uncertain; the server replied", err)
+				}
+				if len(msgs) != 0 {
+					t.Errorf("server accepted %d messages despite the failure", len(msgs))
+				}
+			})
+		}
 	}
 }
 
@@ -224,7 +236,7 @@ func TestDeliverBodyReadError(t *testing.T) {
 	srv := smtptest.NewServer(t, smtptest.Options{})
 	tr := &Transport{Addr: srv.Addr, Timeout: 10 * time.Second}
 	err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, &failingReader{})
-	if err == nil || IsPermanent(err) {
+	if err == nil || IsPermanent(err) || IsUncertain(err) {
 		t.Fatalf("err = %v, want a temporary error", err)
 	}
 	time.Sleep(50 * time.Millisecond) // let the server notice the closed connection
@@ -233,24 +245,34 @@ func TestDeliverBodyReadError(t *testing.T) {
 	}
 }
 
+// A server that has the whole message and then says nothing within the
+// timeout leaves the outcome unknown; one that cannot be reached at all
+// certainly did not take it.
 func TestDeliverTimeoutAndRefused(t *testing.T) {
-	srv := smtptest.NewServer(t, smtptest.Options{})
-	held := srv.Block()
-	tr := &Transport{Addr: srv.Addr, Timeout: 300 * time.Millisecond}
-	start := time.Now()
-	err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg))
-	<-held
-	if err == nil || IsPermanent(err) || time.Since(start) > 5*time.Second {
-		t.Fatalf("err = %v after %v, want a temporary error soon after the timeout", err, time.Since(start))
+	for _, mode := range []string{"BDAT", "DATA"} {
+		t.Run("no reply to the end of the message/"+mode, func(t *testing.T) {
+			srv := smtptest.NewServer(t, smtptest.Options{})
+			held := srv.Block()
+			tr := &Transport{Addr: srv.Addr, Timeout: 300 * time.Millisecond, noChunking: mode == "DATA"}
+			start := time.Now()
+			err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg))
+			<-held
+			if err == nil || IsPermanent(err) || time.Since(start) > 5*time.Second {
+				t.Fatalf("err = %v after %v, want a temporary error soon after the timeout", err, time.Since(start))
+			}
+			if !IsUncertain(err) {
+				t.Errorf("err = %v, want an uncertain outcome", err)
+			}
+		})
 	}
 
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	tr = &Transport{Addr: addr, Timeout: 5 * time.Second}
-	err = tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg))
-	if err == nil || IsPermanent(err) {
-		t.Fatalf("connection refused: err = %v, want temporary", err)
+	tr := &Transport{Addr: addr, Timeout: 5 * time.Second}
+	err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg))
+	if err == nil || IsPermanent(err) || IsUncertain(err) {
+		t.Fatalf("connection refused: err = %v, want temporary and certain", err)
 	}
 }
 
@@ -266,5 +288,4 @@ func TestDeliverRefusesBadAddresses(t *testing.T) {
 	if srv.Sessions() != 0 {
 		t.Errorf("%d sessions opened for invalid envelopes", srv.Sessions())
 	}
-	_ = io.EOF
 }

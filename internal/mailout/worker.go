@@ -2,9 +2,12 @@ package mailout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -20,15 +23,26 @@ type Item struct {
 	// Queued is when the row was committed; a message still undelivered
 	// GiveUpAfter later fails for good.
 	Queued time.Time
+	// SendingSince is when the attempt began that left the item in flight
+	// (Queue.InFlight only).
+	SendingSince time.Time
 	// Open returns the composed message.
 	Open func() (io.ReadCloser, error)
 }
 
 // Queue is the outbox as the worker sees it (the store implements it).
-// Sent, Retry and Failed are each one committed transaction.
+// Sending, Sent, Retry and Failed are each one committed transaction.
 type Queue interface {
 	// Due returns up to limit items whose next attempt is at or before now.
 	Due(ctx context.Context, now time.Time, limit int) ([]Item, error)
+	// Sending records that an attempt begins, before the first byte goes
+	// to the server: the item is then in flight, not due, until Sent,
+	// Retry or Failed. It fails if the item is no longer queued.
+	Sending(ctx context.Context, id int64, now time.Time) error
+	// InFlight returns the items whose attempt began and whose outcome was
+	// never recorded: the process stopped mid-attempt, or the server's reply
+	// to the end of the data never came.
+	InFlight(ctx context.Context) ([]Item, error)
 	// Sent records the delivery.
 	Sent(ctx context.Context, id int64, now time.Time) error
 	// Retry records a temporary failure: attempt is the number of attempts
@@ -39,6 +53,19 @@ type Queue interface {
 	// NextDue returns the earliest next attempt of any pending item, and
 	// false when there is none.
 	NextDue(ctx context.Context) (time.Time, bool, error)
+}
+
+// SentCopies is where the mail server files the copy of each outgoing mail
+// (an address of the service's own, delivered into an IMAP folder). A copy
+// travels in the same SMTP transaction as the mail, so the server accepted
+// the mail if and only if the copy arrives: after a crash between the
+// server's acceptance and our record of it, the copy is what tells whether
+// the mail left, so that it is sent neither twice nor never.
+type SentCopies interface {
+	// Address is the envelope recipient that gets the copies.
+	Address() string
+	// Find reports which of the Message-IDs have a copy filed.
+	Find(ctx context.Context, messageIDs []string) (map[string]bool, error)
 }
 
 // Deliverer sends one message; *Transport is one.
@@ -68,6 +95,10 @@ const (
 	DefaultFirstRetry  = time.Minute
 	DefaultMaxRetry    = time.Hour
 	DefaultGiveUpAfter = 72 * time.Hour
+	DefaultCopyWait    = 2 * time.Minute
+	// copyCheck is how often the sent copies are looked at while an item
+	// in flight waits for its copy.
+	copyCheck = time.Second
 	// queueErrorWait is how long the loop waits after the queue itself
 	// failed (the database is busy or gone) before it looks again.
 	queueErrorWait = 30 * time.Second
@@ -88,6 +119,15 @@ type Worker struct {
 	MaxRetry    time.Duration // backoff cap; default 1 h
 	GiveUpAfter time.Duration // since Queued; default 72 h
 	BatchSize   int           // items per Due call; default 20
+
+	// Copies, if set, gets a copy of every mail and settles the items left
+	// in flight. Without it an item left in flight is sent again: at least
+	// once, possibly twice.
+	Copies SentCopies
+	// CopyWait is how long after an attempt began its copy may take to be
+	// filed; an item in flight with no copy by then was not accepted and is
+	// sent again. Default DefaultCopyWait.
+	CopyWait time.Duration
 
 	kick chan struct{}
 }
@@ -187,6 +227,10 @@ func (w *Worker) Run(ctx context.Context) error {
 // RunOnce delivers every item due now and returns how long to wait for
 // the next one (-1: none pending). Tests and the demo call it directly.
 func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
+	recheck, err := w.settleInFlight(ctx)
+	if err != nil {
+		return 0, err
+	}
 	batch := w.BatchSize
 	if batch <= 0 {
 		batch = 20
@@ -213,20 +257,92 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("next due: %w", err)
 	}
 	if !ok {
+		return recheck, nil
+	}
+	wait := max(next.Sub(w.clock().Now()), 0)
+	if recheck >= 0 {
+		wait = min(wait, recheck)
+	}
+	return wait, nil
+}
+
+// settleInFlight decides, for each item in flight, whether the server took
+// it: its sent copy is filed (sent), or none came within CopyWait after the
+// attempt began (sent again), or it is too early to tell. It returns when
+// to look again (-1: nothing left to settle).
+func (w *Worker) settleInFlight(ctx context.Context) (time.Duration, error) {
+	items, err := w.Queue.InFlight(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("items in flight: %w", err)
+	}
+	if len(items) == 0 {
 		return -1, nil
 	}
-	return max(next.Sub(w.clock().Now()), 0), nil
+	now := w.clock().Now()
+	if w.Copies == nil {
+		for _, it := range items {
+			reason := "the outcome of an interrupted attempt is unknown and there is no sent-copy folder to tell; sending again"
+			if err := w.Queue.Retry(ctx, it.ID, it.Attempt+1, now, reason); err != nil {
+				return 0, fmt.Errorf("record retry %s: %w", it.MessageID, err)
+			}
+			w.logger().Warn("delivery", "message_id", it.MessageID, "outcome", "unknown", "reason", reason)
+		}
+		return -1, nil
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.MessageID
+	}
+	found, err := w.Copies.Find(ctx, ids)
+	if err != nil {
+		// The items stay in flight, not sent again blindly.
+		w.logger().Warn("delivery", "outcome", "unknown", "in_flight", len(items), "err", fmt.Errorf("looking for sent copies: %w", err))
+		return copyCheck, nil
+	}
+	wait := w.CopyWait
+	if wait <= 0 {
+		wait = DefaultCopyWait
+	}
+	recheck := time.Duration(-1)
+	for _, it := range items {
+		log := w.logger().With("message_id", it.MessageID, "attempt", it.Attempt+1)
+		switch waited := now.Sub(it.SendingSince); {
+		case found[it.MessageID]:
+			if err := w.Queue.Sent(ctx, it.ID, now); err != nil {
+				return 0, fmt.Errorf("record sent %s: %w", it.MessageID, err)
+			}
+			log.Info("delivery", "outcome", "sent", "by", "sent copy")
+		case waited >= wait:
+			reason := fmt.Sprintf("no sent copy %v after the attempt began: the server did not take it; sending again", wait)
+			if err := w.Queue.Retry(ctx, it.ID, it.Attempt+1, now, reason); err != nil {
+				return 0, fmt.Errorf("record retry %s: %w", it.MessageID, err)
+			}
+			log.Info("delivery", "outcome", "retry", "reason", reason)
+		default:
+			recheck = copyCheck
+		}
+	}
+	return recheck, nil
 }
 
 // deliver makes one attempt and records its outcome. The returned error
 // is a queue error only; delivery failures are recorded, not returned.
 func (w *Worker) deliver(ctx context.Context, it Item) error {
 	start := w.clock().Now()
+	if err := w.Queue.Sending(ctx, it.ID, start); err != nil {
+		return fmt.Errorf("record sending %s: %w", it.MessageID, err)
+	}
 	wallStart := time.Now()
 	attempt := it.Attempt + 1
 	err := w.attempt(ctx, it)
 	took := time.Since(wallStart)
 	log := w.logger().With("message_id", it.MessageID, "attempt", attempt, "rcpts", len(it.To), "duration", took.Round(time.Millisecond))
+	if IsUncertain(err) {
+		// The whole message went out and no reply came: the server may
+		// have taken it. It stays in flight until its sent copy settles it.
+		log.Warn("delivery", "outcome", "unknown", "reason", err.Error())
+		return nil
+	}
 	if err == nil {
 		if qerr := w.Queue.Sent(ctx, it.ID, w.clock().Now()); qerr != nil {
 			// Delivered but not recorded: the item will be sent again.
@@ -237,9 +353,13 @@ func (w *Worker) deliver(ctx context.Context, it Item) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		// Shutting down: leave the item as it is; it is due again at the
-		// next start.
+		// Shutting down before the end of the data (after it, the outcome
+		// is uncertain, above): the server did not take it; due again at
+		// the next start.
 		log.Info("delivery", "outcome", "interrupted")
+		if qerr := w.Queue.Retry(context.WithoutCancel(ctx), it.ID, it.Attempt, start, "interrupted by shutdown"); qerr != nil {
+			return fmt.Errorf("record interruption %s: %w", it.MessageID, qerr)
+		}
 		return nil
 	}
 	reason := err.Error()
@@ -248,6 +368,13 @@ func (w *Worker) deliver(ctx context.Context, it Item) error {
 		giveUp = DefaultGiveUpAfter
 	}
 	permanent := IsPermanent(err)
+	var de *DeliveryError
+	if w.Copies != nil && errors.As(err, &de) && strings.EqualFold(de.Recipient, w.Copies.Address()) {
+		// Our own copy address refused: a configuration error, not the
+		// recipient's; the mail waits for it to be fixed.
+		permanent = false
+		reason = "the sent-copy address was refused (see smtp.sent_copy in the configuration): " + reason
+	}
 	if !permanent && !it.Queued.IsZero() && start.Sub(it.Queued) >= giveUp {
 		permanent = true
 		reason = fmt.Sprintf("undelivered after %v: %s", giveUp, reason)
@@ -279,5 +406,9 @@ func (w *Worker) attempt(ctx context.Context, it Item) error {
 		return &DeliveryError{Msg: "open message: " + err.Error(), Err: err}
 	}
 	defer body.Close()
-	return w.Transport.Deliver(ctx, it.From, it.To, body)
+	to := it.To
+	if w.Copies != nil {
+		to = append(slices.Clip(to), w.Copies.Address())
+	}
+	return w.Transport.Deliver(ctx, it.From, to, body)
 }

@@ -3,10 +3,12 @@ package mailout
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -30,7 +32,7 @@ type memItem struct {
 	data   []byte
 	open   func() (io.ReadCloser, error) // overrides data
 	next   time.Time
-	state  string // pending, sent, failed
+	state  string // pending, sending, sent, failed
 	reason string
 }
 
@@ -82,12 +84,36 @@ func (q *memQueue) update(id int64, f func(m *memItem)) error {
 	return nil
 }
 
+// Sending does not signal changed: tests wait for outcomes.
+func (q *memQueue) Sending(_ context.Context, id int64, now time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.items[id-1]
+	if m.state != "pending" {
+		return fmt.Errorf("item %d is %s", id, m.state)
+	}
+	m.state, m.SendingSince = "sending", now
+	return nil
+}
+
+func (q *memQueue) InFlight(context.Context) ([]Item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Item
+	for _, m := range q.items {
+		if m.state == "sending" {
+			out = append(out, m.Item)
+		}
+	}
+	return out, nil
+}
+
 func (q *memQueue) Sent(_ context.Context, id int64, _ time.Time) error {
 	return q.update(id, func(m *memItem) { m.state = "sent" })
 }
 
 func (q *memQueue) Retry(_ context.Context, id int64, attempt int, next time.Time, reason string) error {
-	return q.update(id, func(m *memItem) { m.Attempt, m.next, m.reason = attempt, next, reason })
+	return q.update(id, func(m *memItem) { m.state, m.Attempt, m.next, m.reason = "pending", attempt, next, reason })
 }
 
 func (q *memQueue) Failed(_ context.Context, id int64, reason string) error {
@@ -371,3 +397,118 @@ func TestCanaryNotice(t *testing.T) {
 func testTemplates() fs.FS { return os.DirFS("testdata") }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// serverCopies files, as a mail server would into a folder, a copy of
+// every message the test server accepted with the copy address among its
+// recipients.
+type serverCopies struct {
+	srv  *smtptest.Server
+	addr string
+}
+
+func (c serverCopies) Address() string { return c.addr }
+
+func (c serverCopies) Find(_ context.Context, ids []string) (map[string]bool, error) {
+	found := map[string]bool{}
+	for _, m := range c.srv.Messages() {
+		if !slices.Contains(m.To, c.addr) {
+			continue
+		}
+		for _, id := range ids {
+			if bytes.Contains(m.Data, []byte("Message-ID: <"+strings.Trim(id, "<>")+">\r\n")) {
+				found[id] = true
+			}
+		}
+	}
+	return found, nil
+}
+
+func (e *workerEnv) countAt(msgID string) int {
+	n := 0
+	for _, m := range e.srv.Messages() {
+		if bytes.Contains(m.Data, []byte("Message-ID: <"+msgID+">\r\n")) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWorkerSettlesInFlightBySentCopy: after a crash, a mail the server
+// had taken (its copy is filed) is recorded sent and not sent again; one
+// the server never got is sent again once its copy could have arrived, and
+// not before.
+func TestWorkerSettlesInFlightBySentCopy(t *testing.T) {
+	ctx := context.Background()
+	e := newWorkerEnv(t)
+	copies := serverCopies{srv: e.srv, addr: "so+sent@example.test"}
+	e.w.Copies, e.w.CopyWait = copies, 2*time.Minute
+
+	taken := e.enqueue(t, "taken@example.test", "a@example.net")
+	lost := e.enqueue(t, "lost@example.test", "b@example.net")
+	// The crashed process had begun both; the server took the first (with
+	// its copy) and the crash came before that was recorded.
+	for _, it := range []*memItem{taken, lost} {
+		if err := e.q.Sending(ctx, it.ID, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := &Transport{Addr: e.srv.Addr, Timeout: 10 * time.Second}
+	if err := tr.Deliver(ctx, "so@example.test", []string{"a@example.net", copies.addr}, bytes.NewReader(taken.data)); err != nil {
+		t.Fatal(err)
+	}
+
+	wait, err := e.w.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.q.get(taken.ID).state; got != "sent" {
+		t.Errorf("mail with a sent copy: %s, want sent", got)
+	}
+	if got := e.q.get(lost.ID).state; got != "sending" {
+		t.Errorf("mail without a copy, right after the crash: %s, want still in flight", got)
+	}
+	if wait <= 0 || wait > time.Minute {
+		t.Errorf("wait %v: the worker must look again for the copy soon", wait)
+	}
+	e.clock.Advance(time.Minute)
+	e.w.RunOnce(ctx)
+	if got := e.q.get(lost.ID).state; got != "sending" {
+		t.Errorf("a minute later: %s, want still in flight", got)
+	}
+	e.clock.Advance(time.Minute)
+	if _, err := e.w.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.q.get(lost.ID); got.state != "sent" || got.Attempt != 1 {
+		t.Errorf("after the copy wait: %s attempt %d, want sent at the second attempt", got.state, got.Attempt)
+	}
+	if a, b := e.countAt("taken@example.test"), e.countAt("lost@example.test"); a != 1 || b != 1 {
+		t.Errorf("server got taken %d×, lost %d×; want each once", a, b)
+	}
+	for _, m := range e.srv.Messages() {
+		if !slices.Contains(m.To, copies.addr) {
+			t.Errorf("mail to %v went without its copy", m.To)
+		}
+	}
+	if log := e.log.String(); !strings.Contains(log, "by=\"sent copy\"") || !strings.Contains(log, "no sent copy 2m0s after") {
+		t.Errorf("log does not say how the mails were settled:\n%s", log)
+	}
+}
+
+// Without a sent-copy folder a mail left in flight is sent again at once,
+// and the log says its outcome was unknown.
+func TestWorkerWithoutCopiesSendsInFlightAgain(t *testing.T) {
+	ctx := context.Background()
+	e := newWorkerEnv(t)
+	it := e.enqueue(t, "again@example.test", "a@example.net")
+	e.q.Sending(ctx, it.ID, e.clock.Now())
+	if _, err := e.w.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.q.get(it.ID).state; got != "sent" || e.countAt("again@example.test") != 1 {
+		t.Errorf("state %s, %d at the server", got, e.countAt("again@example.test"))
+	}
+	if !strings.Contains(e.log.String(), "outcome=unknown") {
+		t.Errorf("log:\n%s", e.log.String())
+	}
+}

@@ -11,11 +11,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,6 +342,16 @@ func (c *recConn) Read(p []byte) (int, error) {
 	c.r.buf.Write(p[:n])
 	c.r.mu.Unlock()
 	return n, err
+}
+
+// SyscallConn lets a client peek at the socket under the recording (the
+// mailout client does, to tell whether the server has hung up).
+func (c *recConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("smtptest: not a socket")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *recConn) Write(p []byte) (int, error) {

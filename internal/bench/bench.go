@@ -204,7 +204,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.CaseMS = Percentiles(caseTimes)
 	tr := target.driver.Box.Traffic()
 	res.MailsIn, res.MailsOut, res.Duplicates = tr.Inbound, tr.Outbound, tr.Duplicates
-	res.MailWorldMB = float64(2*(tr.BytesIn+tr.BytesOut)) / (1 << 20)
+	res.MailWorldMB = float64(2*(tr.BytesIn+tr.BytesOut+tr.BytesFiled)) / (1 << 20)
 	res.PeakRSSMB = float64(target.peakRSS()) / (1 << 20)
 	if err := target.stop(); err != nil {
 		return nil, err
@@ -286,7 +286,12 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 	// in-process server: the session's IDLE/NOOP/SEARCH keep missing it
 	// until it reconnects); give it a moment to reach IDLE first.
 	time.Sleep(300 * time.Millisecond)
-	d := &Driver{SMTPAddr: r.World.SMTPAddr(), Service: r.Service.Public(), Keys: r.Keys, Box: box, Now: r.Clock.Now,
+	keys, err := ParticipantKeyring(filepath.Join(o.Dir, "participant-keys"), r.Service.Public(), r.Clock.Now())
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	d := &Driver{SMTPAddr: r.World.SMTPAddr(), Service: r.Service.Public(), Keys: keys, Box: box, Now: r.Clock.Now,
 		Tag: fmt.Sprintf("%d", time.Now().UnixNano())}
 	cast := Cast{Service: r.Info.Address(), SO: map[string]*Person{}}
 	conv := func(p *rig.Person) *Person { return &Person{Name: p.Name, Addr: p.Addr, Key: p.Key} }

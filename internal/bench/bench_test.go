@@ -96,3 +96,29 @@ func TestPostboxCountsDuplicatesAndHandsMailOut(t *testing.T) {
 		t.Error("a taken mail was handed out again")
 	}
 }
+
+// TestPostboxFiledCopies: the daemon's copies to its own +sent address
+// are neither participants' mails nor sent twice, and a copy sent along
+// with the mail to a participant leaves that mail readable.
+func TestPostboxFiledCopies(t *testing.T) {
+	p := NewPostbox("so@svc.example")
+	mail := func(id, subject string) []byte {
+		return []byte(fmt.Sprintf("From: so@svc.example\r\nMessage-Id: %s\r\nSubject: %s\r\n\r\nbody\r\n", id, subject))
+	}
+	p.Accept("so@svc.example", []string{"a@x.example"}, mail("<1@svc>", "[SO-2026-0001] Kies uw arts"))
+	p.Accept("so@svc.example", []string{"so+sent@svc.example"}, mail("<1@svc>", "[SO-2026-0001] Kies uw arts"))
+	p.Accept("so@svc.example", []string{"b@x.example", "so+sent@svc.example"}, mail("<2@svc>", "[SO-2026-0002] Kies uw arts"))
+	tr := p.Traffic()
+	if tr.Inbound != 0 || tr.Outbound != 2 || tr.Duplicates != 0 || tr.Filed != 1 || tr.BytesFiled == 0 {
+		t.Errorf("traffic %+v; want 2 daemon mails, no duplicates, 1 filed copy, nothing inbound", tr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	m, err := p.Wait(ctx, "b@x.example", "SO-2026-0002")
+	if err != nil || len(m.Raw) == 0 {
+		t.Fatalf("b's mail: %v, %d bytes", err, len(m.Raw))
+	}
+	if n := p.Count("so@svc.example", ""); n != 0 {
+		t.Errorf("the service's own copies are waiting for a participant: %d", n)
+	}
+}

@@ -124,7 +124,11 @@ func NewExternal(dir, bin string) (x *External, err error) {
 			x.Cast.SO[p.Name] = people[p.Email]
 		}
 	}
-	x.Driver = &Driver{SMTPAddr: x.World.SMTPAddr(), Service: svc.Public(), Keys: keys, Box: x.Box, Now: time.Now,
+	participantKeys, err := ParticipantKeyring(filepath.Join(dir, "participant-keys"), svc.Public(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	x.Driver = &Driver{SMTPAddr: x.World.SMTPAddr(), Service: svc.Public(), Keys: participantKeys, Box: x.Box, Now: time.Now,
 		Tag: strconv.FormatInt(time.Now().UnixNano(), 36)}
 
 	regYAML, err := yaml.Marshal(reg)

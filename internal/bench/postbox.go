@@ -26,6 +26,10 @@ type Mail struct {
 	Ref       string // case reference, SO-2026-0042; "" for a new request
 	At        time.Time
 	taken     bool
+	// pgpMIME: the top-level Content-Type is multipart/encrypted with
+	// protocol application/pgp-encrypted (RFC 3156), as a mail client
+	// tells before it offers to decrypt.
+	pgpMIME bool
 }
 
 // Postbox sees every mail the SMTP server accepts (its Accept is the mail
@@ -49,8 +53,11 @@ type Postbox struct {
 	ids      map[string]int // the daemon's Message-IDs, by arrivals
 	inbound  int            // participants' mails to the service
 	outbound int            // the daemon's mails, with duplicates
+	filed    int            // the daemon's copies to itself
 	bytesIn  int64
 	bytesOut int64
+	// bytesFiled are the daemon's copies to itself.
+	bytesFiled int64
 }
 
 // NewPostbox returns a postbox for the service address (local@domain).
@@ -89,16 +96,21 @@ func (p *Postbox) Accept(from string, to []string, raw []byte) {
 	}
 	m.MessageID = strings.TrimSpace(h.Get("Message-Id"))
 	m.ReplyTo = h.Get("Reply-To")
+	if mt, params, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil {
+		m.pgpMIME = mt == "multipart/encrypted" && strings.EqualFold(params["protocol"], "application/pgp-encrypted")
+	}
 	m.Ref = strings.TrimSpace(h.Get("X-Secondopinion-Case"))
 	if m.Ref == "" {
 		if mm := refRE.FindStringSubmatch(m.Subject); mm != nil {
 			m.Ref = mm[1]
 		}
 	}
-	toService := false
+	toService, toOthers := false, false
 	for _, t := range to {
 		if mailbox(t) == p.service {
 			toService = true
+		} else {
+			toOthers = true
 		}
 	}
 	fromService := strings.HasSuffix(m.From, "@"+p.domain)
@@ -106,19 +118,27 @@ func (p *Postbox) Accept(from string, to []string, raw []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case toService:
-		p.inbound++
-		p.bytesIn += int64(len(raw))
-		p.accepted[m.MessageID] = now
+	case fromService && !toOthers:
+		// The daemon filing a copy of its own mail (to svc+sent@, which
+		// the mail world stores in that folder): neither a participant's
+		// mail nor a second sending.
+		p.filed++
+		p.bytesFiled += int64(len(raw))
 	case fromService:
 		p.outbound++
 		p.bytesOut += int64(len(raw))
 		p.ids[m.MessageID]++
+	case toService:
+		p.inbound++
+		p.bytesIn += int64(len(raw))
+		p.accepted[m.MessageID] = now
+	}
+	if !toOthers {
+		m.Raw = nil // the daemon reads its own mail; nobody waits for it here
 	}
 	for _, t := range to {
 		box := mailbox(t)
 		if box == p.service {
-			m.Raw = nil // the daemon reads its own mail; nobody waits here
 			continue
 		}
 		refs := p.boxes[box]
@@ -221,8 +241,11 @@ type Traffic struct {
 	// Message-ID; Duplicates = Outbound - Distinct.
 	Outbound, Distinct, Duplicates int
 	// DuplicateIDs lists the Message-IDs received more than once.
-	DuplicateIDs      []string
-	BytesIn, BytesOut int64
+	DuplicateIDs []string
+	// Filed are the daemon's mails to itself only (copies it files by
+	// sending them to its own +sent address); not counted as Outbound.
+	Filed                         int
+	BytesIn, BytesOut, BytesFiled int64
 	// PerCase counts the distinct daemon mails per case reference.
 	PerCase map[string]int
 }
@@ -231,8 +254,8 @@ type Traffic struct {
 func (p *Postbox) Traffic() Traffic {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t := Traffic{Inbound: p.inbound, Outbound: p.outbound, Distinct: len(p.ids), BytesIn: p.bytesIn, BytesOut: p.bytesOut,
-		PerCase: map[string]int{}}
+	t := Traffic{Inbound: p.inbound, Outbound: p.outbound, Distinct: len(p.ids), Filed: p.filed,
+		BytesIn: p.bytesIn, BytesOut: p.bytesOut, BytesFiled: p.bytesFiled, PerCase: map[string]int{}}
 	t.Duplicates = t.Outbound - t.Distinct
 	for id, n := range p.ids {
 		if n > 1 {

@@ -4,14 +4,26 @@
 // (RFC 9051), one IMAP user per address, the way Postfix delivers into the
 // maildirs Dovecot serves in production.
 //
-// Plus-addressing (local+tag@domain, as Postfix's recipient_delimiter = +)
+// Plus-addressing (local+detail@domain, as Postfix's recipient_delimiter = +)
 // delivers to local@domain; the reply-address tokens the daemon puts after
-// the '+' arrive intact in the message and in Delivered.To. An unknown
-// recipient in an accepted domain is refused with 550 5.1.1 and a foreign
-// domain with 554 5.7.1, as a real MTA without relaying would.
+// the '+' arrive intact in the message and in Delivered.To. As Dovecot does
+// with lmtp_save_to_detail_mailbox = yes, the message goes into the user's
+// IMAP folder named exactly like the detail when that folder exists (so a
+// daemon that created "sent" can file copies by sending to svc+sent@…),
+// and into INBOX otherwise. An unknown recipient in an accepted domain is
+// refused with 550 5.1.1 and a foreign domain with 554 5.7.1, as a real MTA
+// without relaying would.
 //
-// Scripted participants and assertions read what was delivered with Inbox
-// and WaitFor; WaitFor is woken by each delivery, never by a timer.
+// Scripted participants and assertions read what was delivered with Inbox,
+// Folder and WaitFor; WaitFor is woken by each delivery, never by a timer.
+//
+// The world is a test fixture that carries megabyte attachments at bench
+// rates, so a message is read once into a buffer of its final size (the
+// MAIL FROM SIZE= parameter, RFC 1870, sizes it up front) that holds the
+// first recipient's trace headers too; the delivery record and OnAccept
+// share those bytes. go-imap's memory server copies what is appended (into
+// a buffer grown by doubling: its Append does not use the literal's size),
+// so each message is held twice: the delivery record and the IMAP store.
 package mailworld
 
 import (
@@ -29,6 +41,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,10 +68,11 @@ type Options struct {
 	// MaxMessageBytes is the SMTP size limit; default DefaultMaxMessageBytes.
 	MaxMessageBytes int64
 	// OnAccept, if set, is called once per accepted message, after it has
-	// been delivered into every recipient's IMAP INBOX and before the SMTP
+	// been delivered into every recipient's IMAP folder and before the SMTP
 	// client gets its 250. raw is the message as the client sent it (without
-	// the trace headers added on delivery). from is the envelope sender, to
-	// the accepted envelope recipients as given (with any +tag).
+	// the trace headers added on delivery); it shares memory with the
+	// delivery record, so it must not be modified. from is the envelope
+	// sender, to the accepted envelope recipients as given (with any +tag).
 	OnAccept func(from string, to []string, raw []byte)
 	// Now stamps deliveries (Received header, IMAP INTERNALDATE); default
 	// time.Now. The demo passes its clock.
@@ -75,8 +89,12 @@ type Delivered struct {
 	To string
 	// Mailbox is the address of the mailbox it went to (To without the tag).
 	Mailbox string
-	// Raw is the message exactly as stored in the IMAP INBOX: the client's
-	// bytes with Return-Path, Delivered-To and Received prepended.
+	// Folder is the IMAP folder it was stored in: "INBOX", or the folder
+	// named by To's +detail when the user has one.
+	Folder string
+	// Raw is the message exactly as stored in the IMAP folder: the client's
+	// bytes with Return-Path, Delivered-To and Received prepended. It may
+	// share memory with other records and must not be modified.
 	Raw []byte
 	// At is when it was delivered.
 	At time.Time
@@ -116,6 +134,7 @@ type user struct {
 	password string
 	imap     *imapmemserver.User
 	inbox    []Delivered
+	folders  map[string][]Delivered // deliveries into folders other than INBOX
 }
 
 // New starts the SMTP and IMAP servers on 127.0.0.1 (ephemeral ports).
@@ -252,20 +271,34 @@ func (w *World) AddUser(address, password string) error {
 	return nil
 }
 
-// Inbox returns every message delivered to address's mailbox so far, oldest
-// first (a +tag in address is ignored). It is the delivery record: what the
-// daemon later moves or flags over IMAP stays in it.
+// Inbox returns every message delivered into address's INBOX so far,
+// oldest first (a +tag in address is ignored). It is the delivery record:
+// what the daemon later moves or flags over IMAP stays in it.
 func (w *World) Inbox(address string) []Delivered {
+	return w.Folder(address, inbox)
+}
+
+// Folder returns every message delivered into address's IMAP folder name
+// so far, oldest first: mail to address's local+name@domain while the
+// folder existed (name is case-sensitive, except INBOX). Like Inbox, it is
+// the delivery record, not the folder's current content.
+func (w *World) Folder(address, name string) []Delivered {
+	if strings.EqualFold(name, inbox) {
+		name = inbox
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	u := w.lookupLocked(address)
 	if u == nil {
 		return nil
 	}
-	return append([]Delivered(nil), u.inbox...)
+	if name == inbox {
+		return slices.Clone(u.inbox)
+	}
+	return slices.Clone(u.folders[name])
 }
 
-// WaitFor returns the first message in address's mailbox, already delivered
+// WaitFor returns the first message in address's INBOX, already delivered
 // or arriving later, for which pred is true (nil pred: any). It returns
 // ctx's error when ctx ends first, ErrClosed when the world closes, and
 // ErrUnknownUser for an address without a mailbox.
@@ -321,36 +354,132 @@ func splitAddress(address string) (local, domain string, ok bool) {
 	return strings.ToLower(address[:i]), strings.ToLower(address[i+1:]), true
 }
 
-// deliver appends raw to each recipient's INBOX and records it.
-func (w *World) deliver(from, helo string, rcpts []string, raw []byte) error {
-	now := w.opts.Now()
-	id := fmt.Sprintf("%X%04X", now.UnixNano(), w.seq.Add(1)&0xffff)
+// inbox is the IMAP name of the folder every user has.
+const inbox = "INBOX"
 
+// detail returns the part of address's local part after the first '+'
+// (Postfix's recipient_delimiter), case preserved: "" for none.
+func detail(address string) string {
+	address = strings.TrimSpace(address)
+	at := strings.LastIndexByte(address, '@')
+	if at <= 0 {
+		return ""
+	}
+	local := address[:at]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		return local[i+1:]
+	}
+	return ""
+}
+
+// traceHeader is what delivery prepends for one recipient, as Postfix's
+// local delivery does: Return-Path, Delivered-To and Received.
+func traceHeader(from, helo, rcpt, id string, now time.Time) []byte {
+	return fmt.Appendf(nil, "Return-Path: <%s>\r\nDelivered-To: %s\r\n"+
+		"Received: from %s (localhost [127.0.0.1])\r\n\tby %s (mailworld) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
+		from, rcpt, helo, Hostname, id, rcpt, now.Format(time.RFC1123Z))
+}
+
+// delivery is one copy of an accepted message on its way to a folder.
+type delivery struct {
+	u      *user
+	rcpt   string
+	folder string // wanted: the +detail, or INBOX
+}
+
+// deliver stores the message in each recipient's folder and records it.
+// first is the whole message for rcpts[0] (its trace header, then raw);
+// the other recipients' copies are built here, one exact allocation each.
+// A recipient whose +detail names one of the user's folders gets it there,
+// else in INBOX; copies for one user that land in the same folder are
+// stored once.
+func (w *World) deliver(from, helo string, rcpts []string, first, raw []byte, id string, now time.Time) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	delivered := map[*user]bool{}
+	var ds []delivery
 	for _, rcpt := range rcpts {
 		u := w.lookupLocked(rcpt)
-		if u == nil || delivered[u] {
-			// Refused at RCPT, or a second alias of the same mailbox.
+		if u == nil {
+			continue // refused at RCPT
+		}
+		folder := detail(rcpt)
+		if folder == "" || strings.EqualFold(folder, inbox) {
+			folder = inbox
+		}
+		ds = append(ds, delivery{u: u, rcpt: rcpt, folder: folder})
+	}
+	w.mu.Unlock()
+
+	// The IMAP store has locks of its own: appending (it copies the
+	// message) happens outside w.mu, so that concurrent sessions, Rcpt and
+	// WaitFor do not queue behind a large message.
+	type stored struct {
+		u      *user
+		folder string
+	}
+	done := map[stored]bool{}
+	var records []stored
+	var delivered []Delivered
+	for i, d := range ds {
+		folder := existing(d.u, d.folder)
+		if done[stored{d.u, folder}] {
+			continue // another alias of this user, same folder
+		}
+		msg := first
+		if i > 0 || d.rcpt != rcpts[0] {
+			// Appending to the small header allocates the copy at its
+			// final size without clearing it first.
+			msg = append(traceHeader(from, helo, d.rcpt, id, now), raw...)
+		}
+		folder, err := appendTo(d.u, folder, msg, now)
+		if err != nil {
+			return fmt.Errorf("deliver to %s: %w", d.u.address, err)
+		}
+		done[stored{d.u, folder}] = true
+		records = append(records, stored{d.u, folder})
+		delivered = append(delivered, Delivered{From: from, To: d.rcpt, Mailbox: d.u.address, Folder: folder,
+			Raw: msg[:len(msg):len(msg)], At: now})
+	}
+
+	w.mu.Lock()
+	for i, r := range records {
+		if r.folder == inbox {
+			r.u.inbox = append(r.u.inbox, delivered[i])
 			continue
 		}
-		delivered[u] = true
-		var b bytes.Buffer
-		fmt.Fprintf(&b, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", from, rcpt)
-		fmt.Fprintf(&b, "Received: from %s (localhost [127.0.0.1])\r\n\tby %s (mailworld) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-			helo, Hostname, id, rcpt, now.Format(time.RFC1123Z))
-		b.Write(raw)
-		msg := b.Bytes()
-		if _, err := u.imap.Append("INBOX", bytes.NewReader(msg), &imap.AppendOptions{Time: now}); err != nil {
-			return fmt.Errorf("deliver to %s: %w", u.address, err)
+		if r.u.folders == nil {
+			r.u.folders = map[string][]Delivered{}
 		}
-		u.inbox = append(u.inbox, Delivered{From: from, To: rcpt, Mailbox: u.address, Raw: msg, At: now})
+		r.u.folders[r.folder] = append(r.u.folders[r.folder], delivered[i])
 	}
 	close(w.changed)
 	w.changed = make(chan struct{})
+	w.mu.Unlock()
 	w.log.Info("mail accepted", "id", id, "from", from, "rcpts", len(rcpts), "size", len(raw))
 	return nil
+}
+
+// existing returns folder if u has an IMAP folder of that exact name (as
+// Dovecot's mailbox lookup for lmtp_save_to_detail_mailbox), else INBOX.
+func existing(u *user, folder string) string {
+	if folder == inbox {
+		return inbox
+	}
+	if _, err := u.imap.Status(folder, &imap.StatusOptions{}); err != nil {
+		return inbox
+	}
+	return folder
+}
+
+// appendTo appends msg to u's folder, or to INBOX when that folder is gone
+// by now (deleted over IMAP since existing looked), and says where it went.
+func appendTo(u *user, folder string, msg []byte, now time.Time) (string, error) {
+	_, err := u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
+	var ie *imap.Error
+	if folder != inbox && errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate {
+		folder = inbox
+		_, err = u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
+	}
+	return folder, err
 }
 
 // session is one SMTP transaction stream.
@@ -358,6 +487,7 @@ type session struct {
 	w     *World
 	helo  string
 	from  string
+	size  int64 // MAIL FROM SIZE=, 0 when not given
 	rcpts []string
 }
 
@@ -366,6 +496,7 @@ var (
 	errRelayDenied      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
 	errBadAddress       = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
 	errDeliveryFailed   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again"}
+	errNoRecipients     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 )
 
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
@@ -386,8 +517,11 @@ func (s *session) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.from, s.size = from, 0
+	if opts != nil {
+		s.size = opts.Size
+	}
 	return nil
 }
 
@@ -411,19 +545,98 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 }
 
+// Data reads the message (DATA, or the BDAT chunks go-smtp joins into r)
+// straight behind the first recipient's trace header, into one buffer, and
+// delivers it.
 func (s *session) Data(r io.Reader) error {
-	raw, err := io.ReadAll(r)
+	if len(s.rcpts) == 0 {
+		return errNoRecipients // go-smtp refuses DATA before RCPT; kept for safety
+	}
+	now := s.w.opts.Now()
+	id := fmt.Sprintf("%X%04X", now.UnixNano(), s.w.seq.Add(1)&0xffff)
+	head := traceHeader(s.from, s.helo, s.rcpts[0], id, now)
+	msg, err := readMessage(r, head, min(s.size, s.w.opts.MaxMessageBytes))
 	if err != nil {
 		return err // the size limit error is already an SMTPError
 	}
-	if err := s.w.deliver(s.from, s.helo, s.rcpts, raw); err != nil {
+	raw := msg[len(head):len(msg):len(msg)]
+	if err := s.w.deliver(s.from, s.helo, s.rcpts, msg, raw, id, now); err != nil {
 		s.w.log.Error("mailworld delivery failed", "err", err)
 		return errDeliveryFailed
 	}
 	if s.w.opts.OnAccept != nil {
-		s.w.opts.OnAccept(s.from, append([]string(nil), s.rcpts...), raw)
+		s.w.opts.OnAccept(s.from, slices.Clone(s.rcpts), raw)
 	}
 	return nil
+}
+
+// chunkSize is the size of the pooled buffers a message of unknown size is
+// read into before it is joined once.
+const chunkSize = 256 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// readMessage returns head followed by everything r yields, in one buffer
+// of (about) its final size. With sizeHint (the SMTP SIZE parameter) the
+// buffer is allocated once up front; a client that sent more than it
+// announced, or no size, gets its message read into pooled chunks and
+// joined. Unlike io.ReadAll or bytes.Buffer nothing is grown by doubling,
+// which cleared and copied each megabyte several times.
+func readMessage(r io.Reader, head []byte, sizeHint int64) ([]byte, error) {
+	buf := head
+	if sizeHint > 0 {
+		// One byte more than announced, so that a message of exactly that
+		// size ends with io.EOF without the buffer filling up.
+		buf = make([]byte, len(head), len(head)+int(sizeHint)+1)
+		copy(buf, head)
+		for len(buf) < cap(buf) {
+			n, err := r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF {
+				if slack := cap(buf) - len(buf); slack > 64<<10 && slack > len(buf)/8 {
+					// SIZE overstated a lot: keep no dead capacity.
+					return bytes.Clone(buf), nil
+				}
+				return buf, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	var chunks []*[]byte
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	total, last := 0, 0 // bytes in chunks; in the last chunk
+	for {
+		if len(chunks) == 0 || last == chunkSize {
+			chunks = append(chunks, chunkPool.Get().(*[]byte))
+			last = 0
+		}
+		c := *chunks[len(chunks)-1]
+		n, err := r.Read(c[last:])
+		last += n
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, 0, len(buf)+total)
+	out = append(out, buf...)
+	for i, c := range chunks {
+		if i == len(chunks)-1 {
+			out = append(out, (*c)[:last]...)
+		} else {
+			out = append(out, *c...)
+		}
+	}
+	return out, nil
 }
 
 func (s *session) Reset() {

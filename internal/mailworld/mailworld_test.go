@@ -69,30 +69,48 @@ func sendAuth(t *testing.T, w *mailworld.World, auth sasl.Client, from string, t
 // imapInbox lists the INBOX subjects of a user over IMAP.
 func imapInbox(t *testing.T, w *mailworld.World, user, pass string) []string {
 	t.Helper()
+	subjects, _ := imapFolder(t, w, user, pass, "INBOX")
+	return subjects
+}
+
+// imapLogin logs a user in over IMAP; the client is closed at cleanup.
+func imapLogin(t *testing.T, w *mailworld.World, user, pass string) *imapclient.Client {
+	t.Helper()
 	c, err := imapclient.DialInsecure(w.IMAPAddr(), nil)
 	if err != nil {
 		t.Fatalf("dial imap: %v", err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := c.Login(user, pass).Wait(); err != nil {
 		t.Fatalf("imap login %s: %v", user, err)
 	}
-	sel, err := c.Select("INBOX", nil).Wait()
+	return c
+}
+
+// imapFolder lists the subjects and full bytes of the messages in one of a
+// user's folders, as an IMAP client sees them.
+func imapFolder(t *testing.T, w *mailworld.World, user, pass, folder string) (subjects []string, raws [][]byte) {
+	t.Helper()
+	c := imapLogin(t, w, user, pass)
+	sel, err := c.Select(folder, nil).Wait()
 	if err != nil {
-		t.Fatalf("select: %v", err)
+		t.Fatalf("select %s: %v", folder, err)
 	}
 	if sel.NumMessages == 0 {
-		return nil
+		return nil, nil
 	}
-	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: sel.NumMessages}}, &imap.FetchOptions{Envelope: true}).Collect()
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: sel.NumMessages}}, &imap.FetchOptions{
+		Envelope: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
-	var out []string
 	for _, m := range msgs {
-		out = append(out, m.Envelope.Subject)
+		subjects = append(subjects, m.Envelope.Subject)
+		for _, b := range m.BodySection {
+			raws = append(raws, b.Bytes)
+		}
 	}
-	return out
+	return subjects, raws
 }
 
 func TestDeliver(t *testing.T) {

@@ -109,8 +109,8 @@ func TestPostboxFiledCopies(t *testing.T) {
 	p.Accept("so@svc.example", []string{"so+sent@svc.example"}, mail("<1@svc>", "[SO-2026-0001] Kies uw arts"))
 	p.Accept("so@svc.example", []string{"b@x.example", "so+sent@svc.example"}, mail("<2@svc>", "[SO-2026-0002] Kies uw arts"))
 	tr := p.Traffic()
-	if tr.Inbound != 0 || tr.Outbound != 2 || tr.Duplicates != 0 || tr.Filed != 1 || tr.BytesFiled == 0 {
-		t.Errorf("traffic %+v; want 2 daemon mails, no duplicates, 1 filed copy, nothing inbound", tr)
+	if tr.Inbound != 0 || tr.Outbound != 2 || tr.Duplicates != 0 || tr.Filed != 2 || tr.BytesFiled == 0 {
+		t.Errorf("traffic %+v; want 2 daemon mails, no duplicates, 2 filed copies, nothing inbound", tr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

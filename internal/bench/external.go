@@ -170,6 +170,10 @@ smtp:
   host: %s
   port: %s
   security: plain
+  sent_copy:
+    address: %s
+    mailbox: %s
+    wait: 3s
 data_dir: data
 keys_dir: keys
 registry: registry.yaml
@@ -181,7 +185,8 @@ log:
   level: info
 http:
   listen: ""
-`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, smtpHost, smtpPort, tokenFile)
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, smtpHost, smtpPort,
+		rig.SentCopyAddress("so"), rig.SentCopyMailbox, tokenFile)
 	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
 		return nil, err
 	}

@@ -118,16 +118,19 @@ func (p *Postbox) Accept(from string, to []string, raw []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case fromService && !toOthers:
-		// The daemon filing a copy of its own mail (to svc+sent@, which
-		// the mail world stores in that folder): neither a participant's
-		// mail nor a second sending.
-		p.filed++
-		p.bytesFiled += int64(len(raw))
 	case fromService:
-		p.outbound++
-		p.bytesOut += int64(len(raw))
-		p.ids[m.MessageID]++
+		if toService {
+			// The copy of its own mail the daemon has filed (to svc+sent@,
+			// which the mail world stores in that folder), in the same
+			// transaction: neither a participant's mail nor a second sending.
+			p.filed++
+			p.bytesFiled += int64(len(raw))
+		}
+		if toOthers {
+			p.outbound++
+			p.bytesOut += int64(len(raw))
+			p.ids[m.MessageID]++
+		}
 	case toService:
 		p.inbound++
 		p.bytesIn += int64(len(raw))
@@ -242,7 +245,7 @@ type Traffic struct {
 	Outbound, Distinct, Duplicates int
 	// DuplicateIDs lists the Message-IDs received more than once.
 	DuplicateIDs []string
-	// Filed are the daemon's mails to itself only (copies it files by
+	// Filed are the daemon's mails with a copy to itself (copies it files by
 	// sending them to its own +sent address); not counted as Outbound.
 	Filed                         int
 	BytesIn, BytesOut, BytesFiled int64

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"path/filepath"
 	"sort"
@@ -128,7 +129,13 @@ func startServers(t *testing.T, tags []string) *servers {
 		}
 		users[p.service] = imapPassword
 	}
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Domain: rig.ServiceDomain, Addresses: addrs})
+	// The service's copies of its own mail go into its Verzonden folder.
+	pfAddrs := maps.Clone(addrs)
+	for _, tag := range tags {
+		svc := peopleFor(tag).service
+		pfAddrs[rig.SentCopyAddress(svc)] = svc + "/." + rig.SentCopyMailbox
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Domain: rig.ServiceDomain, Addresses: pfAddrs})
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{MaildirBase: pf.MaildirBase, Users: users})
 	md := OpenMaildirs(pf.MaildirBase, addrs, 20*time.Millisecond)
 	t.Cleanup(md.Close)

@@ -122,6 +122,16 @@ type Options struct {
 	Participants []string
 }
 
+// SentCopyMailbox is the service's folder for the copies of its own mail
+// (see mailout.SentCopies); real servers must file SentCopyAddress there.
+const SentCopyMailbox = "verzonden"
+
+// SentCopyAddress is the address that gets a copy of every mail the
+// service with this local part sends.
+func SentCopyAddress(localPart string) string {
+	return localPart + "+verzonden@" + ServiceDomain
+}
+
 // Servers are real mail servers for the daemon and the participants.
 type Servers struct {
 	IMAPAddr, IMAPUser, IMAPPassword string
@@ -249,7 +259,7 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 		poll = 200 * time.Millisecond
 	}
 	ing, err := mailin.New(engine.Spool{DB: st}, &mailin.Options{
-		Addr: imapAddr, Security: mailin.SecurityPlain, Username: imapUser, Password: imapPass,
+		Addr: imapAddr, Security: mailin.SecurityPlain, Username: imapUser, Password: imapPass, SentMailbox: SentCopyMailbox,
 		Notify: eng.KickInbound, Logger: o.Logger, PollInterval: poll,
 		Backoff: mailin.Backoff{Min: 50 * time.Millisecond, Max: time.Second},
 	})
@@ -259,6 +269,7 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	worker := mailout.NewWorker(engine.Queue{Store: st}, &mailout.Transport{Addr: r.smtpAddr, Security: mailout.SecurityPlain, HelloName: ServiceDomain})
 	worker.Clock = engine.WorkerClock{Clock: r.Clock}
 	worker.Logger = o.Logger
+	worker.Copies = ing.SentCopies(SentCopyAddress(o.ServiceLocalPart))
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r.stop, r.done = stop, make(chan error, 1)
 	go func() {

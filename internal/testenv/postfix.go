@@ -33,7 +33,8 @@ type PostfixOptions struct {
 	// to user's maildir.
 	Mailboxes []string
 	// Addresses maps further addresses, in any domain, to a mailbox (a
-	// local part as in Mailboxes, its maildir BASE/<mailbox>/). Their
+	// local part as in Mailboxes, its maildir BASE/<mailbox>/), or to a
+	// Maildir++ folder of one ("mailbox/.Folder", as Dovecot reads it). Their
 	// domains are accepted too, as virtual mailbox domains; any other
 	// address in them is refused with 550 5.1.1.
 	Addresses map[string]string
@@ -165,7 +166,9 @@ func (p *Postfix) prepare(opts PostfixOptions) error {
 	made := map[string]bool{}
 	for _, e := range entries {
 		u := e.box
-		if u == "" || strings.ContainsAny(u, "/+@ \t\r\n") {
+		// A mailbox, or a Maildir++ folder of one: "user/.Folder".
+		user, folder, _ := strings.Cut(u, "/.")
+		if user == "" || strings.ContainsAny(user, "/+@ \t\r\n") || strings.ContainsAny(folder, "/+@ \t\r\n") || strings.HasSuffix(u, "/.") {
 			return fmt.Errorf("invalid mailbox local part %q", u)
 		}
 		fmt.Fprintf(&maps, "%s %s/\n", e.addr, u)
@@ -173,7 +176,11 @@ func (p *Postfix) prepare(opts PostfixOptions) error {
 			continue
 		}
 		made[u] = true
-		for _, sub := range []string{"", "new", "cur", "tmp"} {
+		dirs := []string{"", "new", "cur", "tmp"}
+		if folder != "" {
+			dirs = append([]string{"..", "../new", "../cur", "../tmp"}, dirs...)
+		}
+		for _, sub := range dirs {
 			d := filepath.Join(opts.MaildirBase, u, sub)
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return err

@@ -367,7 +367,7 @@ func (e *env) snapshot() snapshot {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s.outbox = st.Queued + st.Sent + st.Failed
+	s.outbox = st.Queued + st.Sending + st.Sent + st.Failed
 	ents, _ := os.ReadDir(filepath.Join(e.st.Dir(), "documents"))
 	s.docs = len(ents)
 	q, err := e.st.Quarantined(e.ctx)

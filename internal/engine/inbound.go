@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -21,30 +23,6 @@ import (
 
 // parseLimits bound what one message may cost to parse.
 var parseLimits = message.Options{MaxParts: 1000, MaxDepth: 10, MaxTextBytes: 4 << 20, MaxHeaderBytes: 256 << 10}
-
-// ProcessPending handles every stored message not yet handled, oldest
-// first, and returns how many it handled.
-func (e *Engine) ProcessPending(ctx context.Context) (int, error) {
-	n := 0
-	for {
-		batch, err := e.o.Store.PendingInbound(ctx, 50)
-		if err != nil {
-			return n, err
-		}
-		if len(batch) == 0 {
-			return n, nil
-		}
-		for _, in := range batch {
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
-			if err := e.ProcessInbound(ctx, in); err != nil {
-				return n, err
-			}
-			n++
-		}
-	}
-}
 
 // verdict is what the routing of one message concluded.
 type verdict struct {
@@ -72,14 +50,21 @@ func quarantined(format string, a ...any) error { return quarantine{fmt.Sprintf(
 // acts on what it cannot read or authenticate. It returns an error only
 // when the store fails (the message then stays pending).
 func (e *Engine) ProcessInbound(ctx context.Context, in store.Inbound) error {
-	start := time.Now()
-	err := e.processInbound(ctx, in)
+	r := e.read(in, false)
+	defer r.close()
+	return e.decide(ctx, r)
+}
+
+// decide turns a read message into its decision, quarantine or mark.
+func (e *Engine) decide(ctx context.Context, r *reading) error {
+	in := r.in
+	err := e.processInbound(ctx, r)
 	var q quarantine
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &q):
-		e.log.Warn("message quarantined", "inbound", in.ID, "reason", q.reason, "duration", time.Since(start).Round(time.Microsecond))
+		e.log.Warn("message quarantined", "inbound", in.ID, "reason", q.reason, "duration", time.Since(r.start).Round(time.Microsecond))
 		if err := e.quarantine(ctx, in, q.reason); err != nil {
 			return fmt.Errorf("message %d stays pending: quarantine: %w", in.ID, err)
 		}
@@ -89,21 +74,157 @@ func (e *Engine) ProcessInbound(ctx context.Context, in store.Inbound) error {
 	}
 }
 
-func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
+// reading is what can be known of a stored message without its case: the
+// parsed message, the decryption and signature verdict, and — once that
+// verdict shows the sender is who the From says (StatusValid) — the inner
+// entity with its attachments sealed into the store. It may run for
+// several messages at once and ahead of their decisions (ProcessPending).
+// Its errors are kept, not returned: processInbound meets them at the
+// point where it met them when it read the message itself, so a message
+// is quarantined for the same reason whether or not it was read ahead.
+type reading struct {
+	in    store.Inbound
+	start time.Time
+	now   time.Time // the clock for the decryption and the seals
+	raw   *os.File  // nil when oversize or not opened
+	// err ends the reading: a store error (the message stays pending),
+	// or a quarantine when reading panicked; parseErr is the outer
+	// parse's error.
+	err      error
+	m        *message.Message
+	parseErr error
+	// decrypted says pgpmime.Read ran; dec is its result and decErr the
+	// error to return for it (a quarantine or a store error).
+	decrypted bool
+	dec       *pgpmime.Decrypted
+	decErr    error
+	// inner is the inner entity, nil until read.
+	inner *innerEntity
+}
+
+// innerEntity is the decrypted entity read with its attachments sealed.
+type innerEntity struct {
+	m      *message.Message
+	sealed []*sealedAttachment
+	err    error // a quarantine or a store error
+}
+
+// read reads a stored message as far as that does not depend on its case
+// (see reading). The caller closes it. Ahead, it also stores the sealed
+// attachments of a message signed by its sender's registered key: a file
+// whose document row is never committed (the decision quarantines the
+// message after all) is harmless (store.PutFile). A single message read
+// just before its decision leaves that to the decision, which stores
+// nothing of a message it does not act on.
+func (e *Engine) read(in store.Inbound, ahead bool) (r *reading) {
+	r = &reading{in: in, start: time.Now(), now: e.Now()}
+	defer func() {
+		// Reading runs on the workers of ProcessPending, where a panic
+		// would take the daemon down: a message that makes a parser panic
+		// is kept for the backoffice instead (and is a bug to fix).
+		if p := recover(); p != nil {
+			r.close()
+			r.err = quarantined("the message could not be read: internal error: %v", p)
+		}
+	}()
+	if in.Oversize {
+		return r
+	}
+	// The stored message is read as a stream, never held whole: its size
+	// is bounded only by the ingest's limit.
+	raw, err := e.o.Store.OpenInbound(in)
+	if err != nil {
+		r.err = fmt.Errorf("inbound %d: %w", in.ID, err)
+		return r
+	}
+	r.raw = raw
+	r.m, r.parseErr = message.Parse(raw, parseLimits)
+	if r.parseErr != nil || r.m.Bounce != nil || r.m.AutoReply || !r.m.Encrypted && !r.m.Signed {
+		return r
+	}
+	r.decrypt(e)
+	// Only a signature by the registered key of the From address lets the
+	// attachments be sealed before the case is known; anything else waits
+	// for the decision's signature check.
+	if ahead && r.decErr == nil && r.dec.Signature.Status == pgpmime.StatusValid {
+		r.readInner(e)
+	}
+	return r
+}
+
+// close releases the stored message.
+func (r *reading) close() {
+	if r.raw != nil {
+		r.raw.Close()
+		r.raw = nil
+	}
+}
+
+// decrypt decrypts and verifies the message (RFC 3156).
+func (r *reading) decrypt(e *Engine) {
+	r.decrypted = true
+	if _, err := r.raw.Seek(0, io.SeekStart); err != nil {
+		r.decErr = fmt.Errorf("inbound %d: %w", r.in.ID, err)
+		return
+	}
+	d, err := pgpmime.Read(r.raw, e.o.Service, e.o.Keyring, r.now)
+	if err != nil {
+		r.decErr = quarantined("cannot decrypt or verify: %v", err)
+		return
+	}
+	r.dec = d
+}
+
+// readInner parses the decrypted entity and stores its attachments sealed
+// to the service key.
+func (r *reading) readInner(e *Engine) {
+	ie := &innerEntity{}
+	r.inner = ie
+	var src io.Reader = bytes.NewReader(r.dec.Inner)
+	if r.dec.Inner == nil {
+		if _, err := r.raw.Seek(0, io.SeekStart); err != nil {
+			ie.err = fmt.Errorf("inbound %d: %w", r.in.ID, err)
+			return
+		}
+		src = r.raw
+	}
+	var sealErr error
+	opts := parseLimits
+	opts.OnAttachment = func(a *message.Attachment, body io.Reader) error {
+		s := &sealedAttachment{a: a}
+		var err error
+		if s.path, err = e.seal(body, r.now); err != nil {
+			sealErr = err
+			return err
+		}
+		ie.sealed = append(ie.sealed, s)
+		return nil
+	}
+	im, err := message.Parse(src, opts)
+	switch {
+	case sealErr != nil:
+		// The store failed (a full disk), not the message: it stays
+		// pending and is read again.
+		ie.err = fmt.Errorf("seal attachment: %w", sealErr)
+	case err != nil:
+		ie.err = quarantined("unreadable encrypted content: %v", err)
+	default:
+		ie.m = im
+	}
+}
+
+func (e *Engine) processInbound(ctx context.Context, r *reading) error {
+	in := r.in
 	now := e.Now()
 	if in.Oversize {
 		return quarantined("message of %d bytes is over the size limit; kept unparsed", in.Size)
 	}
-	// The stored message is read as a stream, once per pass, never held
-	// whole: its size is bounded only by the ingest's limit.
-	raw, err := e.o.Store.OpenInbound(in)
-	if err != nil {
-		return fmt.Errorf("inbound %d: %w", in.ID, err)
+	if r.err != nil {
+		return r.err
 	}
-	defer raw.Close()
-	m, err := message.Parse(raw, parseLimits)
-	if err != nil {
-		return quarantined("unreadable message: %v", err)
+	m := r.m
+	if r.parseErr != nil {
+		return quarantined("unreadable message: %v", r.parseErr)
 	}
 	if m.Bounce != nil {
 		reason := fmt.Sprintf("delivery failed to %s (%s %s)", strings.Join(m.Bounce.FailedRecipients, ", "), m.Bounce.Status, m.Bounce.Diagnostic)
@@ -147,49 +268,27 @@ func (e *Engine) processInbound(ctx context.Context, in store.Inbound) error {
 	var docs []store.DocumentRow
 	var procDocs []procedure.Document
 	if m.Encrypted || m.Signed {
-		if _, err := raw.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("inbound %d: %w", in.ID, err)
+		if !r.decrypted {
+			r.decrypt(e)
 		}
-		d, err := pgpmime.Read(raw, e.o.Service, e.o.Keyring, now)
-		if err != nil {
-			return quarantined("cannot decrypt or verify: %v", err)
+		if r.decErr != nil {
+			return r.decErr
 		}
-		v.decrypt = d
-		// The signature is judged before any attachment is read: nothing
+		v.decrypt = r.dec
+		// The signature is judged before any attachment is stored: nothing
 		// from a sender who is not who they claim is stored.
 		if err := signatureRequired(v); err != nil {
 			return err
 		}
-		var inner io.Reader = bytes.NewReader(d.Inner)
-		if d.Inner == nil {
-			if _, err := raw.Seek(0, io.SeekStart); err != nil {
-				return fmt.Errorf("inbound %d: %w", in.ID, err)
-			}
-			inner = raw
+		if r.inner == nil {
+			r.readInner(e)
 		}
-		var sealed []*sealedAttachment
-		var sealErr error
-		opts := parseLimits
-		opts.OnAttachment = func(a *message.Attachment, body io.Reader) error {
-			rel, err := e.seal(body)
-			if err != nil {
-				sealErr = err
-				return err
-			}
-			sealed = append(sealed, &sealedAttachment{a: a, path: rel})
-			return nil
+		if r.inner.err != nil {
+			return r.inner.err
 		}
-		im, err := message.Parse(inner, opts)
-		if sealErr != nil {
-			// The store failed (a full disk), not the message: it stays
-			// pending and is read again.
-			return fmt.Errorf("seal attachment: %w", sealErr)
-		}
-		if err != nil {
-			return quarantined("unreadable encrypted content: %v", err)
-		}
+		im := r.inner.m
 		m.Text, m.Reply, m.Attachments, m.Problems = im.Text, im.Reply, im.Attachments, im.Problems
-		for _, s := range sealed {
+		for _, s := range r.inner.sealed {
 			title := strings.TrimSuffix(s.a.Name, path.Ext(s.a.Name))
 			if title == "" {
 				title = "document"
@@ -232,12 +331,29 @@ type sealedAttachment struct {
 	path string
 }
 
-// seal stores an attachment encrypted to the service key.
-func (e *Engine) seal(body io.Reader) (string, error) {
+// sealBuffer is what the sealing writes at once: the encryptor writes a
+// packet's length byte and its body separately, and each write through
+// the pipe wakes the other side.
+const sealBuffer = 256 << 10
+
+// seal stores an attachment encrypted to the service key and signed by it.
+func (e *Engine) seal(body io.Reader, now time.Time) (string, error) {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(pgpmime.SealForService(pw, body, e.o.Service, e.Now())) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bw := bufio.NewWriterSize(pw, sealBuffer)
+		err := pgpmime.SealForService(bw, body, e.o.Service, now)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
 	rel, _, _, err := e.o.Store.PutFile("documents", pr)
 	pr.CloseWithError(err)
+	// The sealing reads body, which the parser reads on once this returns:
+	// wait until it has stopped (a failed store stops it within one buffer).
+	<-done
 	return rel, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -20,11 +21,55 @@ const (
 	PublicDir      = "public"      // public/<lower-case address>.asc per participant
 )
 
-// Keyring is the keys directory. It reads the files at each use, so a key
-// imported while the daemon runs counts at once and a key that expires is
-// refused from that moment.
+// Keyring is the keys directory. It looks at the files at each use, so a
+// key imported while the daemon runs counts at once and a key that expires
+// is refused from that moment; a file is parsed again only when it changed
+// (another file, size or modification time), not at every message.
 type Keyring struct {
 	Dir string
+
+	mu     sync.Mutex
+	parsed map[string]parsedFile // by path
+}
+
+// parsedFile is a key file as last parsed. Its keys are shared and never
+// modified after parsing.
+type parsedFile struct {
+	info fs.FileInfo
+	keys []*PublicKey
+	err  error
+}
+
+// readKeys returns the keys in the file at path, each with the address
+// from the file name, parsing the file only if it changed since last time.
+// The error is an os.Stat error or the parse error.
+func (k *Keyring) readKeys(path string) ([]*PublicKey, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	p, ok := k.parsed[path]
+	k.mu.Unlock()
+	if ok && os.SameFile(p.info, info) && p.info.Size() == info.Size() && p.info.ModTime().Equal(info.ModTime()) {
+		return p.keys, p.err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	keys, perr := ReadPublicKeys(bytes.NewReader(data))
+	addr := strings.TrimSuffix(filepath.Base(path), ".asc")
+	for _, key := range keys {
+		key.Address = addr
+	}
+	k.mu.Lock()
+	if k.parsed == nil {
+		k.parsed = map[string]parsedFile{}
+	}
+	k.parsed[path] = parsedFile{info: info, keys: keys, err: perr}
+	k.mu.Unlock()
+	return keys, perr
 }
 
 // OpenKeyring returns the keyring in dir, which must exist.
@@ -63,21 +108,21 @@ func (k *Keyring) Lookup(address string, now time.Time) (*PublicKey, Verdict, er
 		return nil, v, v.Err()
 	}
 	addr := strings.TrimSuffix(filepath.Base(path), ".asc")
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		v := Verdict{Problem: ProblemMissing, Reason: fmt.Sprintf("no key on file for %s", addr)}
-		return nil, v, v.Err()
-	}
-	if err != nil {
-		return nil, Verdict{Problem: ProblemUnreadable, Reason: err.Error()}, fmt.Errorf("key for %s: %w", addr, err)
-	}
-	return judgeFile(data, addr, now)
+	return k.judgeFile(path, addr, now)
 }
 
 // judgeFile picks the first usable key in a key file, or else reports the
 // first key's verdict.
-func judgeFile(data []byte, addr string, now time.Time) (*PublicKey, Verdict, error) {
-	keys, err := ReadPublicKeys(bytes.NewReader(data))
+func (k *Keyring) judgeFile(path, addr string, now time.Time) (*PublicKey, Verdict, error) {
+	keys, err := k.readKeys(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		v := Verdict{Problem: ProblemMissing, Reason: fmt.Sprintf("no key on file for %s", addr)}
+		return nil, v, v.Err()
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, Verdict{Problem: ProblemUnreadable, Reason: err.Error()}, fmt.Errorf("key for %s: %w", addr, err)
+	}
 	if err != nil {
 		v := Verdict{Problem: ProblemUnreadable, Reason: fmt.Sprintf("key file for %s: %v", addr, err)}
 		return nil, v, v.Err()
@@ -85,7 +130,6 @@ func judgeFile(data []byte, addr string, now time.Time) (*PublicKey, Verdict, er
 	var firstKey *PublicKey
 	var first Verdict
 	for i, key := range keys {
-		key.Address = addr
 		v := Judge(key, addr, now)
 		if v.Usable {
 			return key, v, nil
@@ -123,12 +167,7 @@ func (k *Keyring) List(now time.Time) ([]Entry, error) {
 		}
 		addr := strings.TrimSuffix(name, ".asc")
 		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			out = append(out, Entry{Address: addr, Path: path, Verdict: Verdict{Problem: ProblemUnreadable, Reason: err.Error()}})
-			continue
-		}
-		key, v, _ := judgeFile(data, addr, now)
+		key, v, _ := k.judgeFile(path, addr, now)
 		out = append(out, Entry{Address: addr, Path: path, Key: key, Verdict: v})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
@@ -152,18 +191,11 @@ func (k *Keyring) all() []*PublicKey {
 		if de.IsDir() || !strings.HasSuffix(name, ".asc") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		keys, err := k.readKeys(filepath.Join(dir, name))
 		if err != nil {
 			continue
 		}
-		keys, err := ReadPublicKeys(bytes.NewReader(data))
-		if err != nil {
-			continue
-		}
-		for _, key := range keys {
-			key.Address = strings.TrimSuffix(name, ".asc")
-			out = append(out, key)
-		}
+		out = append(out, keys...)
 	}
 	return out
 }

@@ -136,6 +136,26 @@ func TestKeyringImportAndLookup(t *testing.T) {
 	if err != nil || got[0].Replaced != fingerprint(two) {
 		t.Fatalf("replace: %v %+v", err, got)
 	}
+	// The keyring parsed the old file before: the new one counts at once.
+	if key, _, err := kr.Lookup("arts@example.test", t0); err != nil || key.Fingerprint() != fingerprint(fresh) {
+		t.Fatalf("lookup after the replacement: %v, want the new key", err)
+	}
+	// So does a file written over in place by someone else, and a removed one.
+	path := filepath.Join(kr.Dir, PublicDir, "arts@example.test.asc")
+	old, _ := publicFromEntity(t, two, "").Armored()
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if key, _, err := kr.Lookup("arts@example.test", t0); err != nil || key.Fingerprint() != fingerprint(two) {
+		t.Fatalf("lookup after an edit in place: %v, want the old key again", err)
+	}
+	os.Remove(path)
+	if _, v, _ := kr.Lookup("arts@example.test", t0); v.Problem != ProblemMissing {
+		t.Fatalf("lookup after removal: %+v", v)
+	}
+	if err := os.WriteFile(path, armored, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	entries, err := kr.List(t0)
 	if err != nil || len(entries) != 2 {

@@ -348,7 +348,7 @@ func (s *Store) AddAlert(ctx context.Context, caseID int64, reason string, now t
 	if caseID != 0 {
 		cid = caseID
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, cid, ms(now), reason)
+	_, err := s.exec(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, cid, ms(now), reason)
 	return err
 }
 
@@ -443,7 +443,7 @@ func (s *Store) ResolveAlert(ctx context.Context, id int64, now time.Time) (int,
 		q += ` AND id = ?`
 		args = append(args, id)
 	}
-	res, err := s.db.ExecContext(ctx, q, args...)
+	res, err := s.exec(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("resolve alert: %w", err)
 	}

@@ -146,7 +146,7 @@ func (s *Store) OutboxFailed(ctx context.Context, id int64, reason string) error
 }
 
 func (s *Store) outboxUpdate(ctx context.Context, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
+	res, err := s.exec(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}

@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -49,6 +50,11 @@ var (
 type Store struct {
 	db  *sql.DB
 	dir string
+	// wmu serialises this process's writes. SQLite has one writer at a
+	// time; without it concurrent writers (ingest, decisions, the outbox)
+	// meet in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between
+	// tries. Other processes (the backoffice commands) still wait there.
+	wmu sync.Mutex
 }
 
 // Options tune Open; the zero value is right for the daemon.
@@ -180,6 +186,8 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 // tx runs f in a write transaction (BEGIN IMMEDIATE), committing when f
 // returns nil.
 func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -192,6 +200,13 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// exec runs one writing statement outside a transaction of its own.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.db.ExecContext(ctx, q, args...)
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -959,3 +959,31 @@ func TestReleasedMessageIsActedOn(t *testing.T) {
 	}
 	e.caseOf(c.ID, procedure.StateAuthorising)
 }
+
+// A copy of our own mail that the server filed into the inbox instead of
+// the sent-copy folder is set aside: no quarantine, no answer, no change,
+// not even when it is a question mail with a reply token in its Reply-To.
+// A forged mail with a made-up Message-ID of our form is not ours.
+func TestOwnMailInTheInboxIsSetAside(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.openChoosing()
+	q := e.question(rig.AddrEmployee, "kies")
+	before := e.snapshot()
+	in := e.deliver(q.Raw)
+	after := e.unchanged(before)
+	if in.Status != store.InboundProcessed || !strings.Contains(in.Reason, "own mail") {
+		t.Fatalf("own mail is %s (%q), want processed as own mail", in.Status, in.Reason)
+	}
+	if after.quar != before.quar || after.alerts != before.alerts {
+		t.Errorf("own mail raised a quarantine or an alert")
+	}
+
+	forged := bytes.Replace(q.Raw, []byte(q.Msg.MessageID), []byte(strings.Replace(q.Msg.MessageID, ".", ".9", 1)), 1)
+	if bytes.Equal(forged, q.Raw) {
+		t.Fatal("test bug: Message-ID not replaced")
+	}
+	if in := e.deliver(forged); in.Status == store.InboundProcessed && strings.Contains(in.Reason, "own mail") {
+		t.Errorf("a mail with a forged Message-ID was taken for our own: %q", in.Reason)
+	}
+}

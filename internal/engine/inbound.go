@@ -239,6 +239,13 @@ func (e *Engine) processInbound(ctx context.Context, r *reading) error {
 		e.log.Info("auto-reply ignored", "inbound", in.ID, "reason", m.AutoReplyReason)
 		return e.o.Store.MarkInbound(ctx, in.ID, store.InboundProcessed, "auto-reply: "+m.AutoReplyReason, 0, now)
 	}
+	if _, ok := e.ours(m.MessageID); ok && strings.EqualFold(m.From.Address, e.o.Info.Address()) {
+		// One of our own mails, back in the inbox: a sent copy the server
+		// did not file into its folder (see smtp.sent_copy). Never an
+		// answer; set aside without a quarantine for every mail we send.
+		e.log.Warn("own mail in the inbox ignored; is the sent-copy folder set up?", "inbound", in.ID)
+		return e.o.Store.MarkInbound(ctx, in.ID, store.InboundProcessed, "own mail: a sent copy not filed into its folder", 0, now)
+	}
 	v, err := e.route(ctx, m)
 	if err != nil {
 		return err
@@ -398,6 +405,23 @@ func needsSignature(q procedure.Question) bool {
 
 var ourMessageID = regexp.MustCompile(`^(so-\d{4}-\d{4,6})\.(\d+)\.[0-9a-f]{12}@`)
 
+// ours reports whether id (with or without angle brackets) is a
+// Message-ID the daemon gave one of its own mails, and of which case: the
+// HMAC in it cannot be forged without the token key.
+func (e *Engine) ours(id string) (ref string, ok bool) {
+	id = strings.ToLower(strings.Trim(id, "<>"))
+	mm := ourMessageID.FindStringSubmatch(id)
+	if mm == nil {
+		return "", false
+	}
+	r := strings.ToUpper(mm[1])
+	seq, _ := strconv.Atoi(mm[2])
+	if "<"+id+">" != strings.ToLower(e.messageID(r, seq)) {
+		return "", false
+	}
+	return r, true
+}
+
 // route finds the case and the question a message answers, and checks the
 // sender: the plus-address token first, then References/In-Reply-To to our
 // own Message-IDs, then the subject tag with the registered sender.
@@ -440,13 +464,7 @@ func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error)
 	}
 	var ref string
 	for _, id := range append(append([]string{}, m.InReplyTo...), m.References...) {
-		mm := ourMessageID.FindStringSubmatch(strings.ToLower(id))
-		if mm == nil {
-			continue
-		}
-		r := strings.ToUpper(mm[1])
-		seq, _ := strconv.Atoi(mm[2])
-		if "<"+strings.ToLower(id)+">" == strings.ToLower(e.messageID(r, seq)) {
+		if r, ok := e.ours(id); ok {
 			ref = r
 			break
 		}

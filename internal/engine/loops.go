@@ -170,7 +170,9 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 			case <-e.inKick:
 			case <-t.C:
 			}
-			if _, err := e.ProcessPending(context.WithoutCancel(ctx)); err != nil {
+			// On ctx's end ProcessPending finishes the decisions under way
+			// and takes no new ones (SIGTERM does not wait for a backlog).
+			if _, err := e.ProcessPending(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("inbound processing", "err", err)
 			}
 			t.Reset(poll)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 
 	"secondopinion/internal/message"
@@ -392,13 +390,7 @@ func (e *Engine) caseNamed(m *message.Message) (id int64, ref string) {
 		return claims.CaseID, ""
 	}
 	for _, mid := range append(append([]string{}, m.InReplyTo...), m.References...) {
-		mm := ourMessageID.FindStringSubmatch(strings.ToLower(mid))
-		if mm == nil {
-			continue
-		}
-		r := strings.ToUpper(mm[1])
-		seq, _ := strconv.Atoi(mm[2])
-		if "<"+strings.ToLower(mid)+">" == strings.ToLower(e.messageID(r, seq)) {
+		if r, ok := e.ours(mid); ok {
 			return 0, r
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -96,6 +97,7 @@ const (
 	DefaultMaxRetry    = time.Hour
 	DefaultGiveUpAfter = 72 * time.Hour
 	DefaultCopyWait    = 2 * time.Minute
+	DefaultParallel    = 4
 	// copyCheck is how often the sent copies are looked at while an item
 	// in flight waits for its copy.
 	copyCheck = time.Second
@@ -104,8 +106,9 @@ const (
 	queueErrorWait = 30 * time.Second
 )
 
-// Worker delivers the outbox. Run it in one goroutine; call Kick after
-// committing new outbox rows.
+// Worker delivers the outbox. Run it in one goroutine (it delivers over
+// up to Parallel connections of its own); call Kick after committing new
+// outbox rows.
 type Worker struct {
 	Queue     Queue
 	Transport Deliverer
@@ -119,6 +122,9 @@ type Worker struct {
 	MaxRetry    time.Duration // backoff cap; default 1 h
 	GiveUpAfter time.Duration // since Queued; default 72 h
 	BatchSize   int           // items per Due call; default 20
+	// Parallel is how many SMTP connections deliver at once; default
+	// DefaultParallel.
+	Parallel int
 
 	// Copies, if set, gets a copy of every mail and settles the items left
 	// in flight. Without it an item left in flight is sent again: at least
@@ -240,13 +246,11 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("due items: %w", err)
 		}
-		for _, it := range items {
-			if ctx.Err() != nil {
-				return 0, nil
-			}
-			if err := w.deliver(ctx, it); err != nil {
-				return 0, err
-			}
+		if err := w.deliverAll(ctx, items); err != nil {
+			return 0, err
+		}
+		if ctx.Err() != nil {
+			return 0, nil
 		}
 		if len(items) < batch {
 			break
@@ -264,6 +268,53 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 		wait = min(wait, recheck)
 	}
 	return wait, nil
+}
+
+// deliverAll delivers items over up to Parallel connections at once. Mail
+// to the same recipients goes over one of them, in queue order, so that a
+// recipient gets our mails in the order they were queued.
+func (w *Worker) deliverAll(ctx context.Context, items []Item) error {
+	lanes := map[string][]Item{}
+	var order []string
+	for _, it := range items {
+		k := strings.Join(it.To, ",")
+		if _, ok := lanes[k]; !ok {
+			order = append(order, k)
+		}
+		lanes[k] = append(lanes[k], it)
+	}
+	parallel := w.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		slots = make(chan struct{}, parallel)
+	)
+	for _, k := range order {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func(lane []Item) {
+			defer func() { <-slots; wg.Done() }()
+			for _, it := range lane {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := w.deliver(ctx, it); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}(lanes[k])
+	}
+	wg.Wait()
+	return first
 }
 
 // settleInFlight decides, for each item in flight, whether the server took

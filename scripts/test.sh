@@ -36,6 +36,9 @@ for target in \
 	internal/message:FuzzParseAnswer \
 	internal/procedure:FuzzDecide \
 	internal/pgpmime:FuzzRead \
+	internal/mailout:FuzzReadReply \
+	internal/mailout:FuzzDotWriter \
+	internal/engine:FuzzHeaderBlock \
 	internal/token:FuzzVerify; do
 	pkg="${target%%:*}" fn="${target#*:}"
 	echo "fuzz $fn ($pkg, $fuzztime)"

@@ -422,17 +422,26 @@ func (e *Engine) ours(id string) (ref string, ok bool) {
 	return r, true
 }
 
-// route finds the case and the question a message answers, and checks the
-// sender: the plus-address token first, then References/In-Reply-To to our
-// own Message-IDs, then the subject tag with the registered sender.
-func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error) {
-	from := strings.ToLower(m.From.Address)
+// replyToken finds the first reply token among m's recipients (our
+// plus-address) and verifies it; addr is the address it was found in.
+func (e *Engine) replyToken(m *message.Message) (claims token.Claims, addr string, found bool, err error) {
 	for _, addr := range m.Recipients() {
 		tok, ok := token.FromAddress(addr, e.o.Info.LocalPart, e.o.Info.Domain)
 		if !ok {
 			continue
 		}
 		claims, err := token.Verify(e.o.TokenKey, tok)
+		return claims, addr, true, err
+	}
+	return token.Claims{}, "", false, nil
+}
+
+// route finds the case and the question a message answers, and checks the
+// sender: the plus-address token first, then References/In-Reply-To to our
+// own Message-IDs, then the subject tag with the registered sender.
+func (e *Engine) route(ctx context.Context, m *message.Message) (verdict, error) {
+	from := strings.ToLower(m.From.Address)
+	if claims, addr, found, err := e.replyToken(m); found {
 		if err != nil {
 			return verdict{}, quarantined("invalid reply token in %s", addr)
 		}

@@ -12,7 +12,6 @@ import (
 
 	"secondopinion/internal/message"
 	"secondopinion/internal/store"
-	"secondopinion/internal/token"
 )
 
 // Inbound mail is handled in two stages. Reading a message — parsing it,
@@ -378,12 +377,7 @@ func (e *Engine) laneOf(ctx context.Context, in store.Inbound) (int64, error) {
 // id of the first reply token (0 if it is invalid), else the reference of
 // our own Message-ID in the thread, else the reference in the subject.
 func (e *Engine) caseNamed(m *message.Message) (id int64, ref string) {
-	for _, addr := range m.Recipients() {
-		tok, ok := token.FromAddress(addr, e.o.Info.LocalPart, e.o.Info.Domain)
-		if !ok {
-			continue
-		}
-		claims, err := token.Verify(e.o.TokenKey, tok)
+	if claims, _, found, err := e.replyToken(m); found {
 		if err != nil {
 			return 0, ""
 		}

@@ -308,6 +308,18 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 			return true, err
 		}
 		if idle {
+			// NOOP first: a server reports mail that arrived during the
+			// pass at the next command, and some (go-imap's memory server)
+			// not at the start of IDLE, which would leave it waiting for
+			// the IDLE to time out.
+			if err := c.Noop().Wait(); err != nil {
+				return true, fmt.Errorf("noop: %w", err)
+			}
+			select {
+			case <-kick:
+				continue
+			default:
+			}
 			err = in.idle(ctx, c, kick)
 			if errors.Is(err, errIdleTimeout) {
 				// A fresh view of the mailbox: a session that missed a

@@ -70,7 +70,13 @@ func TestIngest(t *testing.T) {
 			var lags []time.Duration
 			in := newIngester(t, spool, mailin.Options{
 				Addr: srv.addr, ProcessedMailbox: tt.processed,
-				Notify: notified.inc,
+				// go-imap's memory server may not report a message appended
+				// just before IDLE begins (no EXISTS); an IDLE that ends
+				// after PollInterval and selects again is the safety net, as
+				// with any server. Short here, so such a run takes a second
+				// instead of timing out.
+				PollInterval: time.Second,
+				Notify:       notified.inc,
 				ObserveLag: func(d time.Duration) {
 					lagMu.Lock()
 					lags = append(lags, d)

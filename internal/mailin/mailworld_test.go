@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -31,6 +32,8 @@ func TestIngestFromMailworld(t *testing.T) {
 		Addr: w.IMAPAddr(), Security: mailin.SecurityStartTLS, TLSConfig: w.ClientTLSConfig(),
 		Username: "so@secondopinion.test", Password: "so-pw", ProcessedMailbox: "Verwerkt",
 		Notify: notified.inc, Logger: slog.New(slog.DiscardHandler),
+		PollInterval: time.Second, // as in TestIngest
+
 	}
 	in, err := mailin.New(spool, &o)
 	if err != nil {

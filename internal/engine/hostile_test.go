@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -750,48 +749,13 @@ func TestHostileZipBombMemory(t *testing.T) {
 	e.openChoosing()
 	mailBytes := e.withZipBomb(rig.AddrEmployee, e.info.Address(), "stukken", "Zie bijlage.")
 	before := e.snapshot()
-	peak := watchHeap(t)
-	in := e.deliver(mailBytes)
-	p := peak()
+	var in store.Inbound
+	p := testenv.HeapRise(func() { in = e.deliver(mailBytes) })
 	if p > 64<<20 {
 		t.Errorf("heap rose by %d MiB for a %d KiB mail", p>>20, len(mailBytes)>>10)
 	}
 	t.Logf("heap rose by %.1f MiB for a %d KiB mail that inflates to 1 GiB", float64(p)/(1<<20), len(mailBytes)>>10)
 	e.quarantinedWith(before, in, "no case reference")
-}
-
-// watchHeap samples the heap until the returned function is called, which
-// returns the largest rise above the start.
-func watchHeap(t testing.TB) func() uint64 {
-	t.Helper()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
-	var peak uint64
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > base && ms.HeapAlloc-base > peak {
-				peak = ms.HeapAlloc - base
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		<-stopped
-		return peak
-	}
 }
 
 // A request whose display name and fill-in fields try to start header
@@ -903,9 +867,8 @@ func TestHostileOversizeAttachment(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.openChoosing()
 	before := e.snapshot()
-	peak := watchHeap(t)
-	in := e.deliverFrom(newBigMail(rig.AddrEmployee, e.info.Address(), 200<<20), true)
-	p := peak()
+	var in store.Inbound
+	p := testenv.HeapRise(func() { in = e.deliverFrom(newBigMail(rig.AddrEmployee, e.info.Address(), 200<<20), true) })
 	if p > 32<<20 {
 		t.Errorf("heap rose by %d MiB for a 200 MB mail", p>>20)
 	}
@@ -925,9 +888,8 @@ func TestHostileUnflaggedHugeMail(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.openChoosing()
 	before := e.snapshot()
-	peak := watchHeap(t)
-	in := e.deliverFrom(newBigMail(rig.AddrEmployee, e.info.Address(), 48<<20), false)
-	p := peak()
+	var in store.Inbound
+	p := testenv.HeapRise(func() { in = e.deliverFrom(newBigMail(rig.AddrEmployee, e.info.Address(), 48<<20), false) })
 	if p > 24<<20 {
 		t.Errorf("heap rose by %d MiB for a 48 MiB mail", p>>20)
 	}

@@ -1,13 +1,11 @@
 package mailin_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"os"
-	"runtime"
-	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,32 +101,7 @@ func TestDovecotCrashBetweenStoreAndMark(t *testing.T) {
 	spool := newFileSpool(t)
 	id := "crash-dovecot@example.test"
 	d.Deliver(testUser, testMessage(id))
-
-	ctx, crash := context.WithCancel(context.Background())
-	defer crash()
-	spool.hook = func(record) { crash() }
-	if err := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt"}).Run(ctx); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if inbox := mailboxContents(t, d.Addr, "INBOX"); len(inbox) != 1 {
-		t.Fatalf("after the crash INBOX has %v, want the message still there", inbox)
-	}
-
-	spool.mu.Lock()
-	spool.hook = nil
-	spool.mu.Unlock()
-	start(t, newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt"}))
-	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 2 })
-	if err != nil {
-		t.Fatalf("message not fetched again: %v", err)
-	}
-	if recs[0].Stored.Duplicate || !recs[1].Stored.Duplicate || recs[0].Stored.ID != recs[1].Stored.ID {
-		t.Fatalf("stored = %+v then %+v, want new then duplicate of the same id", recs[0].Stored, recs[1].Stored)
-	}
-	waitMailbox(t, d.Addr, "Verwerkt", 1)
-	if inbox := mailboxContents(t, d.Addr, "INBOX"); len(inbox) != 0 {
-		t.Errorf("INBOX still has %v", inbox)
-	}
+	crashBetweenStoreAndMark(t, d.Addr, spool)
 }
 
 // TestDovecotWithoutIdle: a server that does not offer IDLE is polled.
@@ -159,54 +132,7 @@ func largeMessage(size int64) io.Reader {
 		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
 	line := "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n"
 	n := (size - int64(len(head))) / int64(len(line))
-	return io.MultiReader(newStringReader(head), &repeatReader{s: line, n: n})
-}
-
-func newStringReader(s string) io.Reader { return &repeatReader{s: s, n: 1} }
-
-// repeatReader yields s n times.
-type repeatReader struct {
-	s   string
-	n   int64
-	off int
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 && r.n > 0 {
-		c := copy(p, r.s[r.off:])
-		p, total, r.off = p[c:], total+c, r.off+c
-		if r.off == len(r.s) {
-			r.off, r.n = 0, r.n-1
-		}
-	}
-	if total == 0 && r.n == 0 {
-		return 0, io.EOF
-	}
-	return total, nil
-}
-
-// heapPeak samples the live heap until stop is closed and returns the
-// highest value seen.
-func heapPeak(stop <-chan struct{}) <-chan uint64 {
-	out := make(chan uint64, 1)
-	go func() {
-		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-		var peak uint64
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			select {
-			case <-stop:
-				out <- peak
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return out
+	return io.MultiReader(strings.NewReader(head), testenv.RepeatReader(line, n))
 }
 
 // ingestLarge delivers a message of size bytes to Dovecot, ingests it, and
@@ -220,15 +146,13 @@ func ingestLarge(t testing.TB, d *testenv.Dovecot, size int64) (peak uint64, too
 	spool := newFileSpool(t)
 	notified := newCounter()
 	in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: "Verwerkt", Notify: notified.inc})
-	runtime.GC()
-	stop := make(chan struct{})
-	peakCh := heapPeak(stop)
-	begin := time.Now()
-	r := start(t, in)
-	notified.waitFor(t, waitCtx(t), 1)
-	took = time.Since(begin)
-	close(stop)
-	peak = <-peakCh
+	var r *running
+	peak = testenv.HeapRise(func() {
+		begin := time.Now()
+		r = start(t, in)
+		notified.waitFor(t, waitCtx(t), 1)
+		took = time.Since(begin)
+	})
 	r.stop(t)
 
 	recs := spool.snapshot()

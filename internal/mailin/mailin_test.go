@@ -202,33 +202,7 @@ func TestIngestCrashBetweenStoreAndMark(t *testing.T) {
 	spool := newFileSpool(t)
 	id := "crash@example.test"
 	srv.deliver(t, testMessage(id))
-
-	ctx, crash := context.WithCancel(context.Background())
-	defer crash()
-	spool.hook = func(record) { crash() }
-	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt"})
-	if err := in.Run(ctx); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if inbox := mailboxContents(t, srv.addr, "INBOX"); len(inbox) != 1 {
-		t.Fatalf("after the crash INBOX has %v, want the message still there", inbox)
-	}
-
-	spool.mu.Lock()
-	spool.hook = nil
-	spool.mu.Unlock()
-	start(t, newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt"}))
-	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 2 })
-	if err != nil {
-		t.Fatalf("message not fetched again: %v", err)
-	}
-	if recs[0].Stored.Duplicate || !recs[1].Stored.Duplicate || recs[0].Stored.ID != recs[1].Stored.ID {
-		t.Fatalf("stored = %+v then %+v, want new then duplicate of the same id", recs[0].Stored, recs[1].Stored)
-	}
-	waitMailbox(t, srv.addr, "Verwerkt", 1)
-	if inbox := mailboxContents(t, srv.addr, "INBOX"); len(inbox) != 0 {
-		t.Errorf("INBOX still has %v", inbox)
-	}
+	crashBetweenStoreAndMark(t, srv.addr, spool)
 }
 
 // waitMailbox waits until a mailbox holds n messages. Marking happens right
@@ -367,5 +341,39 @@ func TestIngestSpoolFailure(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "disk full") {
 		t.Errorf("spool error not in the log:\n%s", logs.String())
+	}
+}
+
+// crashBetweenStoreAndMark runs an ingester against the server at addr
+// until the spool has stored the one message waiting there, kills it at
+// that moment (before the mark), and checks that the next run finds the
+// message unmarked, gets "duplicate" from the spool and only then marks it.
+func crashBetweenStoreAndMark(t *testing.T, addr string, spool *fileSpool) {
+	t.Helper()
+	ctx, crash := context.WithCancel(context.Background())
+	defer crash()
+	spool.hook = func(record) { crash() }
+	in := newIngester(t, spool, mailin.Options{Addr: addr, ProcessedMailbox: "Verwerkt"})
+	if err := in.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if inbox := mailboxContents(t, addr, "INBOX"); len(inbox) != 1 {
+		t.Fatalf("after the crash INBOX has %v, want the message still there", inbox)
+	}
+
+	spool.mu.Lock()
+	spool.hook = nil
+	spool.mu.Unlock()
+	start(t, newIngester(t, spool, mailin.Options{Addr: addr, ProcessedMailbox: "Verwerkt"}))
+	recs, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 2 })
+	if err != nil {
+		t.Fatalf("message not fetched again: %v", err)
+	}
+	if recs[0].Stored.Duplicate || !recs[1].Stored.Duplicate || recs[0].Stored.ID != recs[1].Stored.ID {
+		t.Fatalf("stored = %+v then %+v, want new then duplicate of the same id", recs[0].Stored, recs[1].Stored)
+	}
+	waitMailbox(t, addr, "Verwerkt", 1)
+	if inbox := mailboxContents(t, addr, "INBOX"); len(inbox) != 0 {
+		t.Errorf("INBOX still has %v", inbox)
 	}
 }

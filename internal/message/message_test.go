@@ -10,9 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
+	"secondopinion/internal/testenv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -186,64 +185,7 @@ func bigAttachment(n int64) io.Reader {
 		"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"groot.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
 	line := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xAB, 0xCD, 0xEF}, 19)) + "\r\n" // 57 bytes per line
 	lines := n / 57
-	return io.MultiReader(strings.NewReader(head), &repeatReader{s: line, n: lines}, strings.NewReader("--b--\r\n"))
-}
-
-type repeatReader struct {
-	s   string
-	n   int64
-	off int
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 && r.n > 0 {
-		k := copy(p, r.s[r.off:])
-		p, total, r.off = p[k:], total+k, r.off+k
-		if r.off == len(r.s) {
-			r.off, r.n = 0, r.n-1
-		}
-	}
-	if total == 0 && r.n == 0 {
-		return 0, io.EOF
-	}
-	return total, nil
-}
-
-// peakHeap runs f and samples the heap in use meanwhile.
-func peakHeap(f func()) (peak uint64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
-	var max atomic.Uint64
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				var ms runtime.MemStats
-				runtime.ReadMemStats(&ms)
-				if ms.HeapAlloc > max.Load() {
-					max.Store(ms.HeapAlloc)
-				}
-			}
-		}
-	}()
-	f()
-	close(done)
-	runtime.ReadMemStats(&ms)
-	if ms.HeapAlloc > max.Load() {
-		max.Store(ms.HeapAlloc)
-	}
-	if max.Load() < base {
-		return 0
-	}
-	return max.Load() - base
+	return io.MultiReader(strings.NewReader(head), testenv.RepeatReader(line, lines), strings.NewReader("--b--\r\n"))
 }
 
 func TestLargeAttachmentMemory(t *testing.T) {
@@ -253,7 +195,7 @@ func TestLargeAttachmentMemory(t *testing.T) {
 	}
 	var m *Message
 	var err error
-	peak := peakHeap(func() { m, err = Parse(bigAttachment(size), Options{}) })
+	peak := testenv.HeapRise(func() { m, err = Parse(bigAttachment(size), Options{}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +240,7 @@ func BenchmarkParseLargeAttachment(b *testing.B) {
 	b.SetBytes(size)
 	var peak uint64
 	for b.Loop() {
-		p := peakHeap(func() {
+		p := testenv.HeapRise(func() {
 			if _, err := Parse(bigAttachment(size), Options{}); err != nil {
 				b.Fatal(err)
 			}

@@ -5,10 +5,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync/atomic"
+	"secondopinion/internal/testenv"
 	"testing"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
@@ -40,42 +38,6 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	return k, nil
 }
 
-// heapPeak samples the heap in use while f runs and returns the peak above
-// the level before f.
-func heapPeak(f func()) (peak uint64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var max atomic.Uint64
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > max.Load() {
-				max.Store(ms.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	f()
-	close(done)
-	<-stopped
-	if m := max.Load(); m > base {
-		return m - base
-	}
-	return 0
-}
-
 var benchSizes = []struct {
 	name string
 	n    int
@@ -96,7 +58,7 @@ func BenchmarkWriteEncrypted(b *testing.B) {
 					Attachments: []Attachment{{Filename: "dossier.pdf", ContentType: "application/pdf", Open: func() (io.ReadCloser, error) {
 						return io.NopCloser(newPatternReader(size.n)), nil
 					}}}}
-				p := heapPeak(func() {
+				p := testenv.HeapRise(func() {
 					if err := WriteEncrypted(io.Discard, m, to, svc, t0); err != nil {
 						b.Fatal(err)
 					}
@@ -136,7 +98,7 @@ func BenchmarkDecrypt(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p := heapPeak(func() {
+				p := testenv.HeapRise(func() {
 					d, err := Decrypt(io.Discard, f, svc, kr, t0)
 					if err != nil || d.Signature.Status != StatusValid {
 						b.Fatalf("%v %+v", err, d)

@@ -123,7 +123,7 @@ func printBench(e *env, r *bench.Result) {
 		sync = "off"
 	}
 	fmt.Fprintf(w, "%d cases, %d in flight, %s medical file, fsync %s, daemon %s, %d CPUs, %s\n",
-		r.Cases, r.Concurrency, formatSize(r.AttachmentB), sync, r.Daemon, r.CPUs, r.GoVersion)
+		r.Cases, r.Concurrency, boSize(int64(r.AttachmentB)), sync, r.Daemon, r.CPUs, r.GoVersion)
 	if r.Open > 0 {
 		fmt.Fprintf(w, "open cases before the run: %d (set up in %.1f s)\n", r.Open, r.OpenSetupSeconds)
 	}
@@ -141,7 +141,7 @@ func printBench(e *env, r *bench.Result) {
 	} else {
 		fmt.Fprintf(w, "peak RSS:                  %.1f MB (the whole process; mail held by the embedded servers ~%.1f MB)\n", r.PeakRSSMB, r.MailWorldMB)
 	}
-	fmt.Fprintf(w, "database bytes per case:   %s (data dir %s)\n", formatSize(int(r.DBBytesPerCase)), formatSize(int(r.DataDirBytes)))
+	fmt.Fprintf(w, "database bytes per case:   %s (data dir %s)\n", boSize(int64(r.DBBytesPerCase)), boSize(int64(r.DataDirBytes)))
 	fmt.Fprintf(w, "mail: %d in, %d out, %d duplicates\n", r.MailsIn, r.MailsOut, r.Duplicates)
 }
 
@@ -164,14 +164,4 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a size between 1 byte and 1 GiB", s)
 	}
 	return int(f * mult), nil
-}
-
-func formatSize(n int) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -76,26 +76,16 @@ func (p people) addresses() []string {
 // registryFor is the demo registry with the case's addresses, and a second
 // employer whose contract names another second-opinion party.
 func registryFor(p people) *registry.Registry {
-	return &registry.Registry{
-		Arbodiensten: []registry.Arbodienst{
-			{ID: "arbo-noord", Name: "Arbo Noord"},
-			{ID: "arbo-zuid", Name: "Arbo Zuid"},
-			{ID: "arbo-west", Name: "Arbodienst West"},
-			{ID: "arbo-oost", Name: "Arbo Oost"},
-		},
-		Physicians: []registry.Physician{
-			{ID: "devries", Name: "A. de Vries", Email: p.original, Arbodienst: "arbo-noord", Languages: []string{"nl"}, Roles: []string{registry.RoleOriginal}},
-			{ID: "visser", Name: "D. Visser", Email: p.visser, Arbodienst: "arbo-noord", Pool: true, Languages: []string{"nl"}, Roles: []string{registry.RoleSecondOpinion}},
-			{ID: "bakker", Name: "B. Bakker", Email: p.bakker, Arbodienst: "arbo-zuid", Pool: true, Languages: []string{"nl", "en"}, Roles: []string{registry.RoleSecondOpinion}},
-			{ID: "jansen", Name: "C. Jansen", Email: p.jansen, Arbodienst: "arbo-west", Pool: true, Languages: []string{"nl"}, Roles: []string{registry.RoleSecondOpinion}},
-			{ID: "smit", Name: "E. Smit", Email: p.smit, Arbodienst: "arbo-oost", Pool: false, Languages: []string{"nl"}, Roles: []string{registry.RoleSecondOpinion}},
-		},
-		Employers: []registry.Employer{
-			{ID: "acme", Name: "Acme Logistiek BV", Contract: registry.ContractFullService, NoticeEmail: p.employer, Domains: []string{"acme.example"}},
-			{ID: "verwijs", Name: "Verwijs Bouw BV", Contract: registry.ContractOther, NoticeEmail: p.referEmp, Domains: []string{"verwijs.example"},
-				SecondOpinionParty: &registry.Party{Name: "Tweede Blik Arbo", Email: "info@tweedeblik.example", Website: "https://tweedeblik.example"}},
-		},
+	reg := rig.DemoRegistry()
+	emails := map[string]string{"devries": p.original, "visser": p.visser, "bakker": p.bakker, "jansen": p.jansen, "smit": p.smit}
+	for i := range reg.Physicians {
+		reg.Physicians[i].Email = emails[reg.Physicians[i].ID]
 	}
+	reg.Employers[0].NoticeEmail = p.employer
+	reg.Employers = append(reg.Employers, registry.Employer{ID: "verwijs", Name: "Verwijs Bouw BV", Contract: registry.ContractOther,
+		NoticeEmail: p.referEmp, Domains: []string{"verwijs.example"},
+		SecondOpinionParty: &registry.Party{Name: "Tweede Blik Arbo", Email: "info@tweedeblik.example", Website: "https://tweedeblik.example"}})
+	return reg
 }
 
 // mailboxName is the maildir of an address on the real servers.

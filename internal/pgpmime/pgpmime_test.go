@@ -354,6 +354,21 @@ func TestSeal(t *testing.T) {
 	if !bytes.Equal(opened.Bytes(), doc) {
 		t.Fatal("document changed")
 	}
+	if v := sealedVersion(t, sealed.Bytes()); v != 2 {
+		t.Errorf("sealed with SEIPD v%d, want v2 (AES-GCM)", v)
+	}
+	// A document sealed before SEIPD v2 was used (v1) still opens.
+	var old bytes.Buffer
+	pw, _ := openpgp.Encrypt(&old, []*openpgp.Entity{fixSvc}, fixSvc, &openpgp.FileHints{IsBinary: true}, messageConfig(t0))
+	pw.Write(doc)
+	pw.Close()
+	if v := sealedVersion(t, old.Bytes()); v != 1 {
+		t.Fatalf("reference seal is SEIPD v%d, want v1", v)
+	}
+	opened.Reset()
+	if err := OpenSealed(&opened, &old, svc, t0); err != nil || !bytes.Equal(opened.Bytes(), doc) {
+		t.Errorf("v1-sealed document: %v, same content %v", err, bytes.Equal(opened.Bytes(), doc))
+	}
 
 	tampered := bytes.Clone(sealed.Bytes())
 	tampered[len(tampered)/2] ^= 1
@@ -362,7 +377,7 @@ func TestSeal(t *testing.T) {
 	}
 	// Encrypted to the service key, but signed by someone else.
 	var forged bytes.Buffer
-	pw, _ := openpgp.Encrypt(&forged, []*openpgp.Entity{fixSvc}, fixArts, &openpgp.FileHints{IsBinary: true}, messageConfig(t0))
+	pw, _ = openpgp.Encrypt(&forged, []*openpgp.Entity{fixSvc}, fixArts, &openpgp.FileHints{IsBinary: true}, messageConfig(t0))
 	pw.Write(doc)
 	pw.Close()
 	if err := OpenSealed(io.Discard, &forged, svc, t0); !errors.Is(err, ErrSealBroken) {
@@ -370,6 +385,22 @@ func TestSeal(t *testing.T) {
 	}
 	if err := OpenSealed(io.Discard, strings.NewReader("garbage"), svc, t0); !errors.Is(err, ErrSealBroken) {
 		t.Errorf("garbage: %v", err)
+	}
+}
+
+// sealedVersion is the version of the encrypted data packet in a sealed
+// document: 1 (CFB with SHA-1 MDC) or 2 (AEAD).
+func sealedVersion(t *testing.T, sealed []byte) int {
+	t.Helper()
+	pr := packet.NewReader(bytes.NewReader(sealed))
+	for {
+		p, err := pr.Next()
+		if err != nil {
+			t.Fatalf("no encrypted data packet: %v", err)
+		}
+		if se, ok := p.(*packet.SymmetricallyEncrypted); ok {
+			return se.Version
+		}
 	}
 }
 

@@ -167,14 +167,17 @@ func (e *Engine) composeMail(ctx context.Context, c *procedure.Case, m procedure
 		pw.CloseWithError(pgpmime.WriteEncrypted(pw, &pgpmime.Message{Header: h, Text: text, Attachments: encAtts},
 			[]*pgpmime.PublicKey{key}, e.o.Service, now))
 	}()
-	rel, _, _, err := e.o.Store.PutFile("outbox", pr)
+	row.Body, row.Path, err = e.o.Store.PutBody("outbox", pr, inlineMail)
 	pr.Close()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	row.Path = rel
 	return []store.OutboxRow{row}, audits, alerts, nil
 }
+
+// inlineMail is the largest encrypted mail kept in its outbox row, as
+// plain mail is; larger ones (documents) get a file of their own.
+const inlineMail = 512 << 10
 
 // attachments opens the documents a medical mail carries: each is stored
 // sealed to the service key and decrypted only here, streamed into the

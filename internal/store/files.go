@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -54,6 +55,25 @@ func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, e
 		return "", "", 0, err
 	}
 	return rel, sha, size, nil
+}
+
+// PutBody reads r into memory when it ends within inline bytes, and
+// returns it as body; a longer stream goes to a file under sub, as with
+// PutFile, and its path is returned as rel. A composed mail that is small
+// then travels in its outbox row, committed with the decision: no file to
+// create, fsync and name in its directory.
+func (s *Store) PutBody(sub string, r io.Reader, inline int) (body []byte, rel string, err error) {
+	buf := make([]byte, inline+1)
+	n, err := io.ReadFull(r, buf)
+	switch err {
+	case io.EOF, io.ErrUnexpectedEOF:
+		return buf[:n:n], "", nil
+	case nil:
+		rel, _, _, err = s.PutFile(sub, io.MultiReader(bytes.NewReader(buf), r))
+		return nil, rel, err
+	default:
+		return nil, "", fmt.Errorf("put body: %w", err)
+	}
 }
 
 // OpenFile opens a file PutFile wrote.

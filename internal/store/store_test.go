@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"secondopinion/internal/procedure"
@@ -230,6 +231,33 @@ func TestOutboxLifecycle(t *testing.T) {
 	st, _ := s.OutboxStats(ctx)
 	if st.Queued != 0 || st.Sent != 1 || st.Failed != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// A short stream stays in memory; a long one goes to a file, whole.
+func TestPutBody(t *testing.T) {
+	s := open(t)
+	files := func() int {
+		es, _ := os.ReadDir(filepath.Join(s.dir, "outbox"))
+		return len(es)
+	}
+	body, rel, err := s.PutBody("outbox", strings.NewReader("0123456789"), 10)
+	if err != nil || string(body) != "0123456789" || rel != "" || files() != 0 {
+		t.Fatalf("at the limit: body %q, path %q, %v, %d files", body, rel, err, files())
+	}
+	body, rel, err = s.PutBody("outbox", strings.NewReader("0123456789a"), 10)
+	if err != nil || body != nil || rel == "" || files() != 1 {
+		t.Fatalf("over the limit: body %q, path %q, %v, %d files", body, rel, err, files())
+	}
+	f, _ := s.OpenFile(rel)
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "0123456789a" {
+		t.Errorf("file holds %q", b)
+	}
+	fail := io.MultiReader(strings.NewReader("0123"), iotest.ErrReader(errors.New("encryption failed")))
+	if _, _, err := s.PutBody("outbox", fail, 10); err == nil || !strings.Contains(err.Error(), "encryption failed") {
+		t.Errorf("failing stream: %v", err)
 	}
 }
 

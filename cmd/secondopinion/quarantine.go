@@ -128,11 +128,11 @@ func quarantineShow(ctx context.Context, w io.Writer, b *backoffice, id int64) e
 	row("size", boSize(in.Size))
 	row("sha256", in.SHA256)
 	row("message-id", boDash(in.MessageID))
-	if in.Path == "" {
+	if in.Purged {
 		row("content", "purged with its case")
 		return tw.Flush()
 	}
-	open := func() (io.ReadCloser, error) { return b.st.OpenInbound(in) }
+	open := func() (io.ReadCloser, error) { return b.st.OpenInbound(ctx, in) }
 
 	// The Date header, which the inspection report leaves out.
 	date := "-"

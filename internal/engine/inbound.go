@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -50,7 +49,7 @@ func quarantined(format string, a ...any) error { return quarantine{fmt.Sprintf(
 // acts on what it cannot read or authenticate. It returns an error only
 // when the store fails (the message then stays pending).
 func (e *Engine) ProcessInbound(ctx context.Context, in store.Inbound) error {
-	r := e.read(in, false)
+	r := e.read(ctx, in, false)
 	defer r.close()
 	return e.decide(ctx, r)
 }
@@ -85,8 +84,8 @@ func (e *Engine) decide(ctx context.Context, r *reading) error {
 type reading struct {
 	in    store.Inbound
 	start time.Time
-	now   time.Time // the clock for the decryption and the seals
-	raw   *os.File  // nil when oversize or not opened
+	now   time.Time         // the clock for the decryption and the seals
+	raw   io.ReadSeekCloser // nil when oversize or not opened
 	// err ends the reading: a store error (the message stays pending),
 	// or a quarantine when reading panicked; parseErr is the outer
 	// parse's error.
@@ -116,7 +115,7 @@ type innerEntity struct {
 // message after all) is harmless (store.PutFile). A single message read
 // just before its decision leaves that to the decision, which stores
 // nothing of a message it does not act on.
-func (e *Engine) read(in store.Inbound, ahead bool) (r *reading) {
+func (e *Engine) read(ctx context.Context, in store.Inbound, ahead bool) (r *reading) {
 	r = &reading{in: in, start: time.Now(), now: e.Now()}
 	defer func() {
 		// Reading runs on the workers of ProcessPending, where a panic
@@ -132,7 +131,7 @@ func (e *Engine) read(in store.Inbound, ahead bool) (r *reading) {
 	}
 	// The stored message is read as a stream, never held whole: its size
 	// is bounded only by the ingest's limit.
-	raw, err := e.o.Store.OpenInbound(in)
+	raw, err := e.o.Store.OpenInbound(ctx, in)
 	if err != nil {
 		r.err = fmt.Errorf("inbound %d: %w", in.ID, err)
 		return r

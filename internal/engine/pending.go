@@ -243,7 +243,7 @@ func (s *scheduler) work(ctx context.Context) {
 			s.heldSize += j.in.Size
 			s.reading++
 			s.mu.Unlock()
-			r := s.e.read(j.in, true)
+			r := s.e.read(ctx, j.in, true)
 			s.mu.Lock()
 			s.reading--
 			j.r = r
@@ -347,7 +347,7 @@ func (e *Engine) laneOf(ctx context.Context, in store.Inbound) (int64, error) {
 	if in.Oversize {
 		return 0, nil
 	}
-	f, err := e.o.Store.OpenInbound(in)
+	f, err := e.o.Store.OpenInbound(ctx, in)
 	if err != nil {
 		return 0, fmt.Errorf("inbound %d: %w", in.ID, err)
 	}

@@ -175,7 +175,7 @@ func TestMetricsShowTheStore(t *testing.T) {
 	got := scrape(t, srv.URL)
 	want := map[string]float64{
 		"secondopinion_store_up":                                  1,
-		"secondopinion_schema_version":                            2,
+		"secondopinion_schema_version":                            3,
 		"secondopinion_cases{state=choosing}":                     2,
 		"secondopinion_cases{state=advising}":                     1,
 		"secondopinion_cases{state=completed}":                    1,

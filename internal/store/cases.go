@@ -402,7 +402,7 @@ func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
 	}
 	for _, q := range []string{
 		`DELETE FROM documents WHERE case_id = ?`,
-		`UPDATE inbound SET path = '' WHERE case_id = ?`,
+		`UPDATE inbound SET path = '', body = NULL WHERE case_id = ?`,
 		`UPDATE outbox SET body = NULL, path = NULL WHERE case_id = ?`,
 	} {
 		if _, err := tx.ExecContext(ctx, q, caseID); err != nil {

@@ -43,7 +43,8 @@ type Inbound struct {
 	MessageID  string
 	SHA256     string
 	Size       int64
-	Path       string
+	Path       string // the file under the data dir; empty when the bytes are in the row
+	Purged     bool   // the raw bytes were removed with the case
 	Oversize   bool
 	ReceivedAt time.Time
 	Status     string
@@ -55,32 +56,47 @@ type Inbound struct {
 // Message-ID; the body streams straight to disk.
 const maxHeader = 64 << 10
 
-// StoreRaw streams one raw message to disk, fsyncs it, and records it
-// before the caller marks it on the IMAP server. A message stored before
+// StoreRaw stores one raw message durably (in its row when small, else in
+// a file, fsynced) and records it before the caller marks it on the IMAP
+// server. A message stored before
 // (same Message-ID and content hash) is recognised: dup is true and the
 // existing row's ID is returned, so a crash between storing and marking
 // leads to exactly one processing.
 func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int64, dup bool, err error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-*")
-	if err != nil {
-		return 0, false, fmt.Errorf("store raw: %w", err)
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name()) // after a successful rename this finds nothing
-	}()
 	h := sha256.New()
 	head := &headWriter{max: maxHeader}
-	bw := bufio.NewWriterSize(tmp, fileBuffer)
-	size, err := io.Copy(io.MultiWriter(bw, h, head), r)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
+	// A small message is held and committed in its row; a larger one
+	// streams to a file.
+	var small bytes.Buffer
+	if _, err := small.ReadFrom(io.LimitReader(r, inlineRaw+1)); err != nil {
 		return 0, false, fmt.Errorf("store raw: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return 0, false, fmt.Errorf("store raw: %w", err)
+	var body []byte
+	var tmp *os.File
+	size := int64(small.Len())
+	if small.Len() <= inlineRaw {
+		body = small.Bytes()
+		h.Write(body)
+		head.Write(body)
+	} else {
+		if tmp, err = os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-*"); err != nil {
+			return 0, false, fmt.Errorf("store raw: %w", err)
+		}
+		defer func() {
+			tmp.Close()
+			os.Remove(tmp.Name()) // after a successful rename this finds nothing
+		}()
+		bw := bufio.NewWriterSize(tmp, fileBuffer)
+		size, err = io.Copy(io.MultiWriter(bw, h, head), io.MultiReader(&small, r))
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("store raw: %w", err)
+		}
 	}
 	sha := hex.EncodeToString(h.Sum(nil))
 	msgID := head.messageID()
@@ -93,28 +109,37 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, false, fmt.Errorf("store raw: %w", err)
 	}
-	rel := filepath.Join("inbound", sha+".eml")
-	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
-		return 0, false, fmt.Errorf("store raw: %w", err)
-	}
-	if err := syncDir(filepath.Join(s.dir, "inbound")); err != nil {
-		return 0, false, err
+	rel := ""
+	if tmp != nil {
+		rel = filepath.Join("inbound", sha+".eml")
+		if err := os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
+			return 0, false, fmt.Errorf("store raw: %w", err)
+		}
+		if err := syncDir(filepath.Join(s.dir, "inbound")); err != nil {
+			return 0, false, err
+		}
 	}
 	received := meta.ReceivedAt
 	if received.IsZero() {
 		received = time.Now()
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		return tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, body, mailbox, uidvalidity, uid, oversize, received_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(message_id, sha256) DO UPDATE SET size = size RETURNING id`,
-			msgID, sha, size, rel, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
+			msgID, sha, size, rel, body, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("store raw: %w", err)
 	}
 	return id, false, nil
 }
+
+// inlineRaw is the largest inbound message kept in its row rather than in
+// a file: every reply and signed answer, most requests. A file costs a
+// create, two fsyncs and a rename before the message may be marked on the
+// IMAP server; a row is committed with one.
+const inlineRaw = 256 << 10
 
 // headWriter keeps the header section (up to max bytes).
 type headWriter struct {
@@ -177,7 +202,7 @@ func (s *Store) InboundByID(ctx context.Context, id int64) (Inbound, error) {
 }
 
 func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]Inbound, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, message_id, sha256, size, path, oversize, received_at, status, reason, COALESCE(case_id, 0)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, message_id, sha256, size, path, path = '' AND body IS NULL, oversize, received_at, status, reason, COALESCE(case_id, 0)
 		FROM inbound WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inbound: %w", err)
@@ -187,7 +212,7 @@ func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]
 	for rows.Next() {
 		var in Inbound
 		var rec int64
-		if err := rows.Scan(&in.ID, &in.MessageID, &in.SHA256, &in.Size, &in.Path, &in.Oversize, &rec, &in.Status, &in.Reason, &in.CaseID); err != nil {
+		if err := rows.Scan(&in.ID, &in.MessageID, &in.SHA256, &in.Size, &in.Path, &in.Purged, &in.Oversize, &rec, &in.Status, &in.Reason, &in.CaseID); err != nil {
 			return nil, err
 		}
 		in.ReceivedAt = fromMS(rec)
@@ -197,7 +222,23 @@ func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]
 }
 
 // OpenInbound opens a stored message's raw bytes.
-func (s *Store) OpenInbound(in Inbound) (*os.File, error) { return s.OpenFile(in.Path) }
+func (s *Store) OpenInbound(ctx context.Context, in Inbound) (io.ReadSeekCloser, error) {
+	if in.Path != "" {
+		return s.OpenFile(in.Path)
+	}
+	var body []byte
+	if err := s.db.QueryRowContext(ctx, `SELECT body FROM inbound WHERE id = ?`, in.ID).Scan(&body); err != nil {
+		return nil, fmt.Errorf("message %d: %w", in.ID, err)
+	}
+	if body == nil {
+		return nil, fmt.Errorf("message %d: its raw bytes were purged with its case", in.ID)
+	}
+	return nopCloser{bytes.NewReader(body)}, nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 // MarkInbound sets a message's status outside a case decision: a
 // quarantine with its reason, a release or a rejection by the backoffice.

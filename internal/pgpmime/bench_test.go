@@ -111,3 +111,30 @@ func BenchmarkDecrypt(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeal: seal a document to the service key into a file and open
+// it again, as a received document and its forwarding do.
+func BenchmarkSeal(b *testing.B) {
+	fixtures(b)
+	svc := serviceFromEntity(fixSvc)
+	path := filepath.Join(b.TempDir(), "sealed")
+	for _, size := range benchSizes {
+		b.Run(size.name, func(b *testing.B) {
+			b.SetBytes(int64(size.n))
+			for b.Loop() {
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := SealForService(f, newPatternReader(size.n), svc, t0); err != nil {
+					b.Fatal(err)
+				}
+				f.Seek(0, io.SeekStart)
+				if err := OpenSealed(io.Discard, f, svc, t0); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
+}

@@ -129,8 +129,9 @@ func (e *Engine) read(ctx context.Context, in store.Inbound, ahead bool) (r *rea
 	if in.Oversize {
 		return r
 	}
-	// The stored message is read as a stream, never held whole: its size
-	// is bounded only by the ingest's limit.
+	// A stored file is read as a stream, never held whole: its size is
+	// bounded only by the ingest's limit. (Mail up to 256 KiB comes from
+	// its database row.)
 	raw, err := e.o.Store.OpenInbound(ctx, in)
 	if err != nil {
 		r.err = fmt.Errorf("inbound %d: %w", in.ID, err)

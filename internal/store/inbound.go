@@ -53,15 +53,14 @@ type Inbound struct {
 }
 
 // maxHeader bounds how much of a message is kept in memory to find its
-// Message-ID; the body streams straight to disk.
+// Message-ID; the body of a large message streams straight to disk.
 const maxHeader = 64 << 10
 
 // StoreRaw stores one raw message durably (in its row when small, else in
 // a file, fsynced) and records it before the caller marks it on the IMAP
-// server. A message stored before
-// (same Message-ID and content hash) is recognised: dup is true and the
-// existing row's ID is returned, so a crash between storing and marking
-// leads to exactly one processing.
+// server. A message stored before (same Message-ID and content hash) is
+// recognised: dup is true and the existing row's ID is returned, so a
+// crash between storing and marking leads to exactly one processing.
 func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int64, dup bool, err error) {
 	h := sha256.New()
 	head := &headWriter{max: maxHeader}

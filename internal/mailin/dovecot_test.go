@@ -70,24 +70,7 @@ func TestDovecotExactlyOnce(t *testing.T) {
 					t.Errorf("%s stored as new %d times, want 1", id, n)
 				}
 			}
-			inbox := mailboxContents(t, d.Addr, "INBOX")
-			if processed == "" {
-				if len(inbox) != 5 {
-					t.Fatalf("INBOX has %d messages, want 5", len(inbox))
-				}
-				for _, m := range inbox {
-					if !m.Seen {
-						t.Errorf("%s not flagged \\Seen", m.MessageID)
-					}
-				}
-				return
-			}
-			if len(inbox) != 0 {
-				t.Errorf("INBOX still has %v", inbox)
-			}
-			if got := mailboxContents(t, d.Addr, processed); len(got) != 5 {
-				t.Errorf("%s has %d messages, want 5", processed, len(got))
-			}
+			checkMarked(t, d.Addr, processed, 5)
 		})
 	}
 }

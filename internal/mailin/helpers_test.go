@@ -99,6 +99,31 @@ type mailboxMessage struct {
 }
 
 // mailboxContents lists a mailbox over IMAP, as a mail client would.
+// checkMarked checks that the n ingested messages were marked on the
+// server: moved to processed, or, without a processed mailbox, left in
+// INBOX flagged \Seen.
+func checkMarked(t testing.TB, addr, processed string, n int) {
+	t.Helper()
+	inbox := mailboxContents(t, addr, "INBOX")
+	if processed == "" {
+		if len(inbox) != n {
+			t.Fatalf("INBOX has %d messages, want %d (flagged)", len(inbox), n)
+		}
+		for _, m := range inbox {
+			if !m.Seen {
+				t.Errorf("%s not flagged \\Seen", m.MessageID)
+			}
+		}
+		return
+	}
+	if len(inbox) != 0 {
+		t.Errorf("INBOX still has %v", inbox)
+	}
+	if got := mailboxContents(t, addr, processed); len(got) != n {
+		t.Errorf("%s has %d messages, want %d", processed, len(got), n)
+	}
+}
+
 func mailboxContents(t testing.TB, addr, mailbox string) []mailboxMessage {
 	t.Helper()
 	c, err := imapclient.DialInsecure(addr, nil)

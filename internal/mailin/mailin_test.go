@@ -122,24 +122,7 @@ func TestIngest(t *testing.T) {
 			}
 			lagMu.Unlock()
 
-			inbox := mailboxContents(t, srv.addr, "INBOX")
-			if tt.processed == "" {
-				if len(inbox) != 4 {
-					t.Fatalf("INBOX has %d messages, want 4 (flagged)", len(inbox))
-				}
-				for _, m := range inbox {
-					if !m.Seen {
-						t.Errorf("%s not flagged \\Seen", m.MessageID)
-					}
-				}
-				return
-			}
-			if len(inbox) != 0 {
-				t.Errorf("INBOX still has %v", inbox)
-			}
-			if got := mailboxContents(t, srv.addr, tt.processed); len(got) != 4 {
-				t.Errorf("%s has %d messages, want 4", tt.processed, len(got))
-			}
+			checkMarked(t, srv.addr, tt.processed, 4)
 		})
 	}
 }

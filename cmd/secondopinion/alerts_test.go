@@ -5,18 +5,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"secondopinion/internal/store"
 )
 
 func TestAlerts(t *testing.T) {
 	w := newBoWorld(t)
 	w.newCase(t, time.Now(), "jan@example.nl", false)
 	ctx := context.Background()
-	st, err := store.Open(ctx, w.dataDir, &store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := w.openStore(t)
 	st.AddAlert(ctx, 0, "message 7 quarantined: no case reference", time.Now())
 	st.AddAlert(ctx, 0, "key of B. Bakker expires on 2026-04-01", time.Now())
 	st.Close()

@@ -380,13 +380,10 @@ func TestCaseShowDisclosures(t *testing.T) {
 	w := newBoWorld(t)
 	c := w.newCase(t, time.Now(), "jan@bakkerijnoord.example.nl", false)
 	ctx := context.Background()
-	st, err := store.Open(ctx, w.dataDir, &store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := w.openStore(t)
 	at := time.Date(2026, 3, 4, 8, 0, 0, 0, time.UTC) // 09:00 in Amsterdam
 	sha := "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
-	err = st.AppendAudit(ctx, store.AuditEntry{CaseID: c.ID, CaseRef: c.Ref, At: at, Event: "disclosure", Detail: "1 documents to so",
+	err := st.AppendAudit(ctx, store.AuditEntry{CaseID: c.ID, CaseRef: c.Ref, At: at, Event: "disclosure", Detail: "1 documents to so",
 		Disclosure: &procedure.Disclosure{To: procedure.RoleSO, Email: "p.bakker@arbomidden.example.nl", Documents: []string{sha},
 			Consent: "employee consent on form version 1", At: at}})
 	st.Close()
@@ -480,13 +477,21 @@ const boQuarantined = "From: Onbekend <iemand@elders.example.test>\r\n" +
 	"%PDF-1.4 stand-in\r\n" +
 	"--b--\r\n"
 
-func (w *boWorld) quarantine(t *testing.T, raw, reason string) int64 {
+// openStore opens the world's data dir as the daemon would; the caller
+// closes it.
+func (w *boWorld) openStore(t *testing.T) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, w.dataDir, &store.Options{NoSync: true})
+	st, err := store.Open(context.Background(), w.dataDir, &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func (w *boWorld) quarantine(t *testing.T, raw, reason string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	st := w.openStore(t)
 	defer st.Close()
 	id, _, err := st.StoreRaw(ctx, store.RawMeta{Mailbox: "INBOX", UIDValidity: 1, UID: 7,
 		ReceivedAt: time.Date(2026, 3, 4, 9, 16, 0, 0, time.UTC)}, strings.NewReader(raw))
@@ -502,10 +507,7 @@ func (w *boWorld) quarantine(t *testing.T, raw, reason string) int64 {
 func (w *boWorld) inbound(t *testing.T, id int64) (store.Inbound, []store.AuditEntry) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, w.dataDir, &store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := w.openStore(t)
 	defer st.Close()
 	in, err := st.InboundByID(ctx, id)
 	if err != nil {
@@ -612,10 +614,7 @@ func TestAudit(t *testing.T) {
 	w := newBoWorld(t)
 	w.newCase(t, time.Now(), "jan@bakkerijnoord.example.nl", true)
 	ctx := context.Background()
-	st, err := store.Open(ctx, w.dataDir, &store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := w.openStore(t)
 	entries, err := st.AuditLog(ctx, 0)
 	st.Close()
 	if err != nil {

@@ -21,6 +21,11 @@ const fileBuffer = 256 << 10
 // the same file. The caller names the path in a row committed afterwards;
 // a file whose row never commits is harmless.
 func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, err error) {
+	return s.putFile(sub, "", r)
+}
+
+// putFile is PutFile for a file named by its SHA-256 and ext.
+func (s *Store) putFile(sub, ext string, r io.Reader) (rel, sha string, size int64, err error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-*")
 	if err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
@@ -47,7 +52,7 @@ func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, e
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}
 	sha = hex.EncodeToString(h.Sum(nil))
-	rel = filepath.Join(sub, sha)
+	rel = filepath.Join(sub, sha+ext)
 	if err = os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}
@@ -63,17 +68,23 @@ func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, e
 // then travels in its outbox row, committed with the decision: no file to
 // create, fsync and name in its directory.
 func (s *Store) PutBody(sub string, r io.Reader, inline int) (body []byte, rel string, err error) {
-	buf := make([]byte, inline+1)
-	n, err := io.ReadFull(r, buf)
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF:
-		return buf[:n:n], "", nil
-	case nil:
-		rel, _, _, err = s.PutFile(sub, io.MultiReader(bytes.NewReader(buf), r))
-		return nil, rel, err
-	default:
-		return nil, "", fmt.Errorf("put body: %w", err)
+	body, rel, _, _, err = s.putBody(sub, "", r, inline)
+	return body, rel, err
+}
+
+// putBody is PutBody for a file named by its SHA-256 and ext; it also
+// returns the content's SHA-256 and size, wherever the content went.
+func (s *Store) putBody(sub, ext string, r io.Reader, inline int) (body []byte, rel, sha string, size int64, err error) {
+	var small bytes.Buffer
+	if _, err := small.ReadFrom(io.LimitReader(r, int64(inline)+1)); err != nil {
+		return nil, "", "", 0, fmt.Errorf("put body: %w", err)
 	}
+	if small.Len() <= inline {
+		h := sha256.Sum256(small.Bytes())
+		return small.Bytes(), "", hex.EncodeToString(h[:]), int64(small.Len()), nil
+	}
+	rel, sha, size, err = s.putFile(sub, ext, io.MultiReader(&small, r))
+	return nil, rel, sha, size, err
 }
 
 // OpenFile opens a file PutFile wrote.

@@ -4,15 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -62,44 +58,17 @@ const maxHeader = 64 << 10
 // recognised: dup is true and the existing row's ID is returned, so a
 // crash between storing and marking leads to exactly one processing.
 func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int64, dup bool, err error) {
-	h := sha256.New()
+	// A small message is committed in its row; a larger one streams to a
+	// file, fsynced, before the row names it.
 	head := &headWriter{max: maxHeader}
-	// A small message is held and committed in its row; a larger one
-	// streams to a file.
-	var small bytes.Buffer
-	if _, err := small.ReadFrom(io.LimitReader(r, inlineRaw+1)); err != nil {
+	body, rel, sha, size, err := s.putBody("inbound", ".eml", io.TeeReader(r, head), inlineRaw)
+	if err != nil {
 		return 0, false, fmt.Errorf("store raw: %w", err)
 	}
-	var body []byte
-	var tmp *os.File
-	size := int64(small.Len())
-	if small.Len() <= inlineRaw {
-		body = small.Bytes()
-		h.Write(body)
-		head.Write(body)
-	} else {
-		if tmp, err = os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-*"); err != nil {
-			return 0, false, fmt.Errorf("store raw: %w", err)
-		}
-		defer func() {
-			tmp.Close()
-			os.Remove(tmp.Name()) // after a successful rename this finds nothing
-		}()
-		bw := bufio.NewWriterSize(tmp, fileBuffer)
-		size, err = io.Copy(io.MultiWriter(bw, h, head), io.MultiReader(&small, r))
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if err != nil {
-			return 0, false, fmt.Errorf("store raw: %w", err)
-		}
-	}
-	sha := hex.EncodeToString(h.Sum(nil))
 	msgID := head.messageID()
 
+	// Fetched again after a crash before the IMAP mark: the same row (and,
+	// for a large message, the same file).
 	var existing int64
 	err = s.db.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&existing)
 	if err == nil {
@@ -107,16 +76,6 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, false, fmt.Errorf("store raw: %w", err)
-	}
-	rel := ""
-	if tmp != nil {
-		rel = filepath.Join("inbound", sha+".eml")
-		if err := os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
-			return 0, false, fmt.Errorf("store raw: %w", err)
-		}
-		if err := syncDir(filepath.Join(s.dir, "inbound")); err != nil {
-			return 0, false, err
-		}
 	}
 	received := meta.ReceivedAt
 	if received.IsZero() {

@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"secondopinion/internal/engine"
-	"secondopinion/internal/mailworld"
 	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/procedure"
 	"secondopinion/internal/registry"
@@ -91,9 +90,11 @@ type Result struct {
 	// PeakRSSMB is the process's peak RSS: in-process, daemon, mail world
 	// and participants together; external, the daemon's alone.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
-	// MailWorldMB is what the in-process mail world holds (every accepted
-	// mail, kept twice: the IMAP store and the delivery record); it is part
-	// of PeakRSSMB, not of the daemon.
+	// MailWorldMB is what the in-process mail world holds: the service's
+	// mail (the participants' mail to it and its sent copies), kept twice,
+	// in the IMAP store and the delivery record. The participants' domains
+	// are relayed, so their mail is not stored. It is part of PeakRSSMB,
+	// not of the daemon.
 	MailWorldMB    float64 `json:"mailworld_mb"`
 	DBBytesPerCase int64   `json:"db_bytes_per_case"`
 	DataDirBytes   int64   `json:"data_dir_bytes"`
@@ -174,13 +175,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer target.close()
 	res.Daemon = target.kind
-	employees := make([]*Person, o.Cases)
-	for i := range employees {
-		employees[i] = &Person{Name: fmt.Sprintf("Werknemer %d", i+1), Addr: fmt.Sprintf("werknemer%06d@mail.example", i+1)}
-		if err := target.world.AddUser(employees[i].Addr, "bench"); err != nil {
-			return nil, err
-		}
-	}
+	employees := Employees("werknemer", 1, o.Cases)
 
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
@@ -204,7 +199,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.CaseMS = Percentiles(caseTimes)
 	tr := target.driver.Box.Traffic()
 	res.MailsIn, res.MailsOut, res.Duplicates = tr.Inbound, tr.Outbound, tr.Duplicates
-	res.MailWorldMB = float64(2*(tr.BytesIn+tr.BytesOut+tr.BytesFiled)) / (1 << 20)
+	res.MailWorldMB = float64(2*(tr.BytesIn+tr.BytesFiled)) / (1 << 20)
 	res.PeakRSSMB = float64(target.peakRSS()) / (1 << 20)
 	if err := target.stop(); err != nil {
 		return nil, err
@@ -244,7 +239,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // daemon is the daemon under test with its mail world and participants.
 type daemon struct {
 	kind    string // "in-process" or "external"
-	world   *mailworld.World
 	driver  *Driver
 	cast    Cast
 	dataDir string
@@ -270,7 +264,7 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 	}
 	box := NewPostbox("so@" + rig.ServiceDomain)
 	r, err := rig.Start(ctx, rig.Options{Dir: o.Dir, NoSync: o.NoSync, Logger: o.Logger, OnAccept: box.Accept,
-		PollInterval: time.Second})
+		PollInterval: time.Second, Relay: true})
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +303,7 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 		closed = true
 		return r.Close()
 	}
-	return &daemon{kind: "in-process", world: r.World, driver: d, cast: cast, dataDir: filepath.Join(o.Dir, "data"),
+	return &daemon{kind: "in-process", driver: d, cast: cast, dataDir: filepath.Join(o.Dir, "data"),
 		peakRSS: PeakRSS, stop: stop, close: func() { stop() }}, nil
 }
 
@@ -339,7 +333,7 @@ func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error)
 	}
 	res.Fsync = true
 	var peak int64
-	return &daemon{kind: "external", world: x.World, driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
+	return &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
 		peakRSS: func() int64 { peak = x.PeakRSS(); return peak },
 		stop:    x.Stop, cpu: x.CPU, close: func() { x.Close() }}, nil
 }

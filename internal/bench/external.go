@@ -59,22 +59,20 @@ func NewExternal(dir, bin string) (x *External, err error) {
 		}
 	}()
 	reg := x.Registry
-	domains := []string{rig.ServiceDomain, "mail.example"}
+	// The participants take their mail from the postbox: their domains are
+	// relayed, and the world stores only the service's mail.
+	relay := []string{"mail.example"}
 	for _, p := range reg.Physicians {
-		domains = append(domains, p.Email[strings.IndexByte(p.Email, '@')+1:])
+		relay = append(relay, p.Email[strings.IndexByte(p.Email, '@')+1:])
 	}
-	if x.World, err = mailworld.New(&mailworld.Options{Domains: domains, OnAccept: x.Box.Accept}); err != nil {
+	for _, e := range reg.Employers {
+		relay = append(relay, e.NoticeEmail[strings.IndexByte(e.NoticeEmail, '@')+1:])
+	}
+	if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept}); err != nil {
 		return nil, err
 	}
 	const imapPass = "external-daemon"
-	users := []string{ServiceAddr, rig.AddrBackoffice}
-	for _, p := range reg.Physicians {
-		users = append(users, p.Email)
-	}
-	for _, e := range reg.Employers {
-		users = append(users, e.NoticeEmail)
-	}
-	for _, u := range users {
+	for _, u := range []string{ServiceAddr, rig.AddrBackoffice} {
 		if err := x.World.AddUser(u, imapPass); err != nil {
 			return nil, err
 		}
@@ -324,17 +322,14 @@ func (x *External) Close() error {
 // DataDir is the daemon's data directory.
 func (x *External) DataDir() string { return filepath.Join(x.Dir, "data") }
 
-// AddEmployees makes n employee mailboxes, named with prefix.
-func (x *External) AddEmployees(prefix string, from, n int) ([]*Person, error) {
+// Employees returns n employees, numbered from from, with addresses
+// prefixNNNNNN@mail.example: a relayed domain, so they need no mailbox.
+func Employees(prefix string, from, n int) []*Person {
 	out := make([]*Person, 0, n)
 	for i := from; i < from+n; i++ {
-		p := &Person{Name: fmt.Sprintf("Werknemer %s%d", prefix, i), Addr: fmt.Sprintf("%s%06d@mail.example", prefix, i)}
-		if err := x.World.AddUser(p.Addr, "x"); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
+		out = append(out, &Person{Name: fmt.Sprintf("Werknemer %d", i), Addr: fmt.Sprintf("%s%06d@mail.example", prefix, i)})
 	}
-	return out, nil
+	return out
 }
 
 // WaitReady waits until the daemon has logged in to IMAP (its log says

@@ -142,12 +142,8 @@ feed:
 			}
 		default:
 		}
-		emps, err := x.AddEmployees("crash", started+1, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
 		select {
-		case next <- emps[0]:
+		case next <- bench.Employees("crash", started+1, 1)[0]:
 			started++
 		case <-ctx.Done():
 			break feed

@@ -12,7 +12,9 @@
 // daemon that created "sent" can file copies by sending to svc+sent@…),
 // and into INBOX otherwise. An unknown recipient in an accepted domain is
 // refused with 550 5.1.1 and a foreign domain with 554 5.7.1, as a real MTA
-// without relaying would.
+// without relaying would. Mail for a relay domain (Options.Relay) is
+// accepted for any local part and stored nowhere: it only reaches OnAccept,
+// as mail a real MTA relays leaves it for another server.
 //
 // Scripted participants and assertions read what was delivered with Inbox,
 // Folder and WaitFor; WaitFor is woken by each delivery, never by a timer.
@@ -65,6 +67,13 @@ type Options struct {
 	// Domains are accepted for delivery besides the domains of the users
 	// added with AddUser.
 	Domains []string
+	// Relay are domains whose mail the world accepts for any address and
+	// stores in no mailbox (unless the address is a user's): it reaches
+	// OnAccept and nothing else, as mail a real MTA relays to other
+	// servers. A load generator that takes its participants' mail from
+	// OnAccept relays their domains, so the world holds in memory only the
+	// mail an IMAP client (the daemon) reads.
+	Relay []string
 	// MaxMessageBytes is the SMTP size limit; default DefaultMaxMessageBytes.
 	MaxMessageBytes int64
 	// OnAccept, if set, is called once per accepted message, after it has
@@ -123,6 +132,7 @@ type World struct {
 
 	mu      sync.Mutex
 	domains map[string]bool
+	relay   map[string]bool
 	users   map[string]*user // by lower-case address
 	changed chan struct{}    // closed and replaced on every delivery
 	closed  bool
@@ -157,12 +167,16 @@ func New(opts *Options) (*World, error) {
 		log:     o.Logger,
 		imapMem: imapmemserver.New(),
 		domains: map[string]bool{},
+		relay:   map[string]bool{},
 		users:   map[string]*user{},
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	for _, d := range o.Domains {
 		w.domains[strings.ToLower(d)] = true
+	}
+	for _, d := range o.Relay {
+		w.relay[strings.ToLower(d)] = true
 	}
 
 	serverTLS, clientTLS, err := SelfSignedTLS(o.Now())
@@ -399,7 +413,7 @@ func (w *World) deliver(from, helo string, rcpts []string, first, raw []byte, id
 	for _, rcpt := range rcpts {
 		u := w.lookupLocked(rcpt)
 		if u == nil {
-			continue // refused at RCPT
+			continue // relayed: OnAccept is all it gets
 		}
 		folder := detail(rcpt)
 		if folder == "" || strings.EqualFold(folder, inbox) {
@@ -531,7 +545,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errBadAddress
 	}
 	s.w.mu.Lock()
-	known := s.w.lookupLocked(to) != nil
+	known := s.w.lookupLocked(to) != nil || s.w.relay[domain]
 	ours := s.w.domains[domain]
 	s.w.mu.Unlock()
 	switch {

@@ -255,6 +255,48 @@ func TestOnAccept(t *testing.T) {
 	}
 }
 
+// TestRelay: mail for a relay domain is accepted for any address and
+// reaches OnAccept only; a user in that domain still gets it stored, and an
+// unknown address in an ordinary domain is still refused.
+func TestRelay(t *testing.T) {
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		accepted [][]string
+	)
+	w := newWorld(t, &mailworld.Options{Relay: []string{"bedrijfsarts.test", "Elders.Test"},
+		OnAccept: func(_ string, to []string, _ []byte) {
+			mu.Lock()
+			accepted = append(accepted, to)
+			mu.Unlock()
+		}})
+	to := []string{"iemand@bedrijfsarts.test", "x+tag@elders.test", "arts@bedrijfsarts.test", "so@secondopinion.test"}
+	if err := send(t, w, "jan@werknemer.test", to, message("relay")); err != nil {
+		t.Fatalf("send to relay domains: %v", err)
+	}
+	if err := send(t, w, "jan@werknemer.test", []string{"nobody@secondopinion.test"}, message("refused")); err == nil {
+		t.Fatal("unknown recipient in an ordinary domain accepted")
+	}
+	mu.Lock()
+	if len(accepted) != 1 || strings.Join(accepted[0], ",") != strings.Join(to, ",") {
+		t.Errorf("OnAccept got %q, want one call with %q", accepted, to)
+	}
+	mu.Unlock()
+	for _, user := range []string{"arts@bedrijfsarts.test", "so@secondopinion.test"} {
+		if got := w.Inbox(user); len(got) != 1 {
+			t.Errorf("%s (a user) got %d messages, want 1", user, len(got))
+		}
+	}
+	if got := imapInbox(t, w, "arts@bedrijfsarts.test", "arts-pw"); strings.Join(got, ",") != "relay" {
+		t.Errorf("arts's IMAP INBOX: %q, want the relayed message", got)
+	}
+	for _, addr := range []string{"iemand@bedrijfsarts.test", "x@elders.test"} {
+		if got := w.Inbox(addr); len(got) != 0 {
+			t.Errorf("%s (no user) has %d stored messages, want none", addr, len(got))
+		}
+	}
+}
+
 func TestWaitFor(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, nil)

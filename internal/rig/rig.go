@@ -120,6 +120,12 @@ type Options struct {
 	// mailbox in the in-process world and a Person, besides the registry's
 	// and the demo's.
 	Participants []string
+	// Relay keeps only the service's mailboxes in the in-process world:
+	// the participants' domains are relayed (mailworld.Options.Relay), so
+	// their mail reaches OnAccept and is stored nowhere. For a load
+	// generator that reads participants' mail in OnAccept (the bench);
+	// Person's mail methods then find nothing.
+	Relay bool
 }
 
 // SentCopyMailbox is the service's folder for the copies of its own mail
@@ -210,13 +216,20 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 		for d := range domainsOf(o.Registry) {
 			domains = append(domains, d)
 		}
-		world, err := mailworld.New(&mailworld.Options{Domains: append(domains, ServiceDomain, "mail.example"), OnAccept: o.OnAccept, Now: r.Clock.Now})
+		domains = append(domains, "mail.example")
+		wo := &mailworld.Options{Domains: append(domains, ServiceDomain), OnAccept: o.OnAccept, Now: r.Clock.Now}
+		users := append(append(participantAddrs(o.Registry), r.Info.Address(), r.Info.Backoffice, AddrEmployee, AddrEmployee2), o.Participants...)
+		if o.Relay {
+			wo.Domains, wo.Relay = []string{ServiceDomain}, domains
+			users = []string{r.Info.Address(), r.Info.Backoffice}
+		}
+		world, err := mailworld.New(wo)
 		if err != nil {
 			return nil, err
 		}
 		r.World = world
 		added := map[string]bool{}
-		for _, a := range append(append(participantAddrs(o.Registry), r.Info.Address(), r.Info.Backoffice, AddrEmployee, AddrEmployee2), o.Participants...) {
+		for _, a := range users {
 			if added[a] {
 				continue
 			}

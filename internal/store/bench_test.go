@@ -81,3 +81,45 @@ func BenchmarkSweep100k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOutboxMarks records one mail's delivery as the worker does, with
+// fsync on: 'sending' before the first byte, 'sent' after the server's
+// reply; for mail kept in its row, small and large.
+func BenchmarkOutboxMarks(b *testing.B) {
+	for _, size := range []int{4 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := open(b)
+			ctx := context.Background()
+			body := make([]byte, size)
+			var ids []int64
+			for i := range 2000 {
+				if err := s.Enqueue(ctx, OutboxRow{MessageID: fmt.Sprintf("<%d@so>", i), From: "so@x", To: []string{"jan@x"}, Body: body}, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			items, err := s.DueOutbox(ctx, t0, 2000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, it := range items {
+				ids = append(ids, it.ID)
+			}
+			b.ResetTimer()
+			n := 0
+			for b.Loop() {
+				if n == len(ids) {
+					b.Fatal("out of queued mail")
+				}
+				id := ids[n]
+				n++
+				if err := s.OutboxSending(ctx, id, t0); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.OutboxSent(ctx, id, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/mail")
+		})
+	}
+}

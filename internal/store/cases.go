@@ -402,8 +402,10 @@ func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
 	}
 	for _, q := range []string{
 		`DELETE FROM documents WHERE case_id = ?`,
-		`UPDATE inbound SET path = '', body = NULL WHERE case_id = ?`,
-		`UPDATE outbox SET body = NULL, path = NULL WHERE case_id = ?`,
+		`DELETE FROM inbound_body WHERE inbound_id IN (SELECT id FROM inbound WHERE case_id = ?)`,
+		`UPDATE inbound SET path = '' WHERE case_id = ?`,
+		`DELETE FROM outbox_body WHERE outbox_id IN (SELECT id FROM outbox WHERE case_id = ?)`,
+		`UPDATE outbox SET path = NULL WHERE case_id = ?`,
 	} {
 		if _, err := tx.ExecContext(ctx, q, caseID); err != nil {
 			return fmt.Errorf("purge: %w", err)

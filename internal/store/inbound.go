@@ -82,10 +82,22 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 		received = time.Now()
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, body, mailbox, uidvalidity, uid, oversize, received_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(message_id, sha256) DO UPDATE SET size = size RETURNING id`,
-			msgID, sha, size, rel, body, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
+		err := tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(message_id, sha256) DO NOTHING RETURNING id`,
+			msgID, sha, size, rel, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Stored meanwhile by another fetch of the same message; a
+			// purged one stays purged.
+			return tx.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&id)
+		}
+		if err != nil || rel != "" {
+			return err
+		}
+		// The bytes in a row of their own: marking the message rewrites
+		// only the inbound row (see migration 0004).
+		_, err = tx.ExecContext(ctx, `INSERT INTO inbound_body(inbound_id, body) VALUES (?, ?)`, id, body)
+		return err
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("store raw: %w", err)
@@ -161,7 +173,7 @@ func (s *Store) InboundByID(ctx context.Context, id int64) (Inbound, error) {
 
 func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]Inbound, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, message_id, sha256, size, path, path = '' AND body IS NULL, oversize, received_at, status, reason, COALESCE(case_id, 0)
-		FROM inbound WHERE `+where, args...)
+		FROM inbound LEFT JOIN inbound_body ON inbound_id = id WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inbound: %w", err)
 	}
@@ -185,7 +197,7 @@ func (s *Store) OpenInbound(ctx context.Context, in Inbound) (io.ReadSeekCloser,
 		return s.OpenFile(in.Path)
 	}
 	var body []byte
-	if err := s.db.QueryRowContext(ctx, `SELECT body FROM inbound WHERE id = ?`, in.ID).Scan(&body); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT body FROM inbound_body WHERE inbound_id = ?`, in.ID).Scan(&body); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", in.ID, err)
 	}
 	if body == nil {

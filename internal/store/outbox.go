@@ -52,17 +52,24 @@ func insertOutbox(ctx context.Context, tx *sql.Tx, o OutboxRow, now time.Time) e
 	if err != nil {
 		return err
 	}
-	var body, path any
+	var path any
 	if o.Path != "" {
 		path = o.Path
-	} else {
-		body = o.Body
 	}
 	// A Message-ID already queued is the same mail composed again after a
 	// crash: the first one stands, nothing is sent twice.
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox(case_id, message_id, sender, recipients, body, path, next_attempt, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(message_id) DO NOTHING`,
-		nullID(o.CaseID), o.MessageID, o.From, string(to), body, path, ms(now), ms(now))
+	var id int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO outbox(case_id, message_id, sender, recipients, path, next_attempt, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(message_id) DO NOTHING RETURNING id`,
+		nullID(o.CaseID), o.MessageID, o.From, string(to), path, ms(now), ms(now)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err == nil && o.Path == "" {
+		// The bytes in a row of their own: the status changes to come
+		// rewrite only the outbox row (see migration 0004).
+		_, err = tx.ExecContext(ctx, `INSERT INTO outbox_body(outbox_id, body) VALUES (?, ?)`, id, o.Body)
+	}
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", o.MessageID, err)
 	}
@@ -95,7 +102,7 @@ func (s *Store) InFlightOutbox(ctx context.Context) ([]OutboxItem, error) {
 
 func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any) ([]OutboxItem, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
-		FROM outbox `+where, args...)
+		FROM outbox LEFT JOIN outbox_body ON outbox_id = id `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

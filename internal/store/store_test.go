@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -72,7 +73,7 @@ func TestOpenCreatesPrivateDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if v, _ := s2.SchemaVersion(ctx); v != 3 {
+	if v, _ := s2.SchemaVersion(ctx); v != 4 {
 		t.Errorf("schema version %d", v)
 	}
 	if _, err := s2.CaseByRef(ctx, c.Ref); err != nil {
@@ -445,11 +446,11 @@ func TestPurgeRemovesTheBytes(t *testing.T) {
 		}
 	}
 	var n int
-	s.db.QueryRow(`SELECT COUNT(*) FROM outbox WHERE body IS NOT NULL`).Scan(&n)
+	s.db.QueryRow(`SELECT COUNT(*) FROM outbox_body`).Scan(&n)
 	if n != 0 {
 		t.Error("outgoing mail bodies kept")
 	}
-	s.db.QueryRow(`SELECT COUNT(*) FROM inbound WHERE body IS NOT NULL`).Scan(&n)
+	s.db.QueryRow(`SELECT COUNT(*) FROM inbound_body`).Scan(&n)
 	if n != 0 {
 		t.Error("inbound mail kept in the database")
 	}
@@ -551,5 +552,84 @@ func TestAlertsAreResolved(t *testing.T) {
 	}
 	if n, _ := s.ResolveAlert(ctx, 0, t0); n != 1 {
 		t.Errorf("resolve all: %d", n)
+	}
+}
+
+// An upgrade from schema 3, which kept small mail in the inbound and outbox
+// rows: queued mail and stored messages read back byte for byte from the
+// tables the bytes moved to.
+func TestUpgradeMovesBodiesApart(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "secondopinion.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for v, name := range []string{"0001_init.sql", "0002_outbox_sending.sql", "0003_inbound_body.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := db.Exec(`INSERT INTO schema_migrations VALUES (?, ?, 0)`, v+1, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mail := []byte("From: so@x\r\nMessage-ID: <q@so>\r\n\r\nqueued before the upgrade\r\n")
+	raw := []byte("From: jan@x\r\nMessage-ID: <r@jan>\r\n\r\nstored before the upgrade\r\n")
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO outbox(message_id, sender, recipients, body, next_attempt, created_at) VALUES ('<q@so>', 'so@x', '["jan@x"]', ?, ?, ?)`, []any{mail, ms(t0), ms(t0)}},
+		{`INSERT INTO inbound(id, message_id, sha256, size, path, body, received_at) VALUES (7, '<r@jan>', 'abc', ?, '', ?, ?)`, []any{len(raw), raw, ms(t0)}},
+	} {
+		if _, err := db.Exec(q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	defer s.Close()
+	if v, _ := s.SchemaVersion(ctx); v != 4 {
+		t.Errorf("schema version %d after the upgrade, want 4", v)
+	}
+	items, err := s.DueOutbox(ctx, t0, 10)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("queued mail after the upgrade: %d, %v", len(items), err)
+	}
+	rc, err := items[0].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != string(mail) {
+		t.Errorf("queued mail reads %q after the upgrade, want %q", got, mail)
+	}
+	in, err := s.InboundByID(ctx, 7)
+	if err != nil || in.Purged {
+		t.Fatalf("stored message after the upgrade: %+v, %v", in, err)
+	}
+	r, err := s.OpenInbound(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(r)
+	r.Close()
+	if string(got) != string(raw) {
+		t.Errorf("stored message reads %q after the upgrade, want %q", got, raw)
 	}
 }

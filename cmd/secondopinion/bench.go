@@ -135,6 +135,11 @@ func printBench(e *env, r *bench.Result) {
 	}
 	fmt.Fprintf(w, "reaction per step (ms):    p50 %.1f  p95 %.1f  p99 %.1f  max %.1f  (%d steps)\n",
 		r.Reaction.P50, r.Reaction.P95, r.Reaction.P99, r.Reaction.Max, r.Reactions)
+	for _, step := range bench.ReactionSteps {
+		if p, ok := r.ReactionByStep[step]; ok {
+			fmt.Fprintf(w, "  %-23s p50 %.1f  p95 %.1f  p99 %.1f  max %.1f\n", step+":", p.P50, p.P95, p.P99, p.Max)
+		}
+	}
 	fmt.Fprintf(w, "case, request to completion (ms): p50 %.0f  p95 %.0f  p99 %.0f\n", r.CaseMS.P50, r.CaseMS.P95, r.CaseMS.P99)
 	if r.Daemon == "external" {
 		fmt.Fprintf(w, "peak RSS of the daemon:    %.1f MB\n", r.PeakRSSMB)

@@ -85,6 +85,8 @@ type Result struct {
 	Reaction       Percent `json:"reaction_ms"`
 	// Reactions is how many participant mails were timed.
 	Reactions int `json:"reactions"`
+	// ReactionByStep is Reaction for each of ReactionSteps.
+	ReactionByStep map[string]Percent `json:"reaction_by_step_ms"`
 	// CaseMS is a complete case's wall time (request to completion).
 	CaseMS Percent `json:"case_ms"`
 	// PeakRSSMB is the process's peak RSS: in-process, daemon, mail world
@@ -191,11 +193,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.CasesPerSecond = float64(len(dones)) / elapsed.Seconds()
 	res.CPUSeconds = cpu(ru1) - cpu(ru0)
 	var caseTimes, reactions []time.Duration
+	bystep := map[string][]time.Duration{}
 	for _, dn := range dones {
 		caseTimes = append(caseTimes, dn.Duration)
-		reactions = append(reactions, dn.Reactions...)
+		for _, r := range dn.Reactions {
+			reactions = append(reactions, r.Took)
+			bystep[r.Step] = append(bystep[r.Step], r.Took)
+		}
 	}
 	res.Reaction, res.Reactions = Percentiles(reactions), len(reactions)
+	res.ReactionByStep = map[string]Percent{}
+	for step, ds := range bystep {
+		res.ReactionByStep[step] = Percentiles(ds)
+	}
 	res.CaseMS = Percentiles(caseTimes)
 	tr := target.driver.Box.Traffic()
 	res.MailsIn, res.MailsOut, res.Duplicates = tr.Inbound, tr.Outbound, tr.Duplicates

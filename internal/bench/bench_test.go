@@ -23,6 +23,14 @@ func TestRunCompletesCases(t *testing.T) {
 	if res.Reaction.P50 <= 0 || res.Reaction.P99 < res.Reaction.P50 {
 		t.Errorf("reaction percentiles %+v", res.Reaction)
 	}
+	if len(res.ReactionByStep) != len(ReactionSteps) {
+		t.Errorf("reactions of %d steps, want the %d steps %q", len(res.ReactionByStep), len(ReactionSteps), ReactionSteps)
+	}
+	for _, step := range ReactionSteps {
+		if p := res.ReactionByStep[step]; p.P50 <= 0 || p.Max > res.Reaction.Max {
+			t.Errorf("%s: %+v (all steps: %+v)", step, p, res.Reaction)
+		}
+	}
 	if res.PeakRSSMB <= 0 || res.DBBytesPerCase < 64<<10 {
 		t.Errorf("peak RSS %.1f MB, %d db bytes per case (the medical file alone is 64 KiB)", res.PeakRSSMB, res.DBBytesPerCase)
 	}

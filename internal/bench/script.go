@@ -43,8 +43,18 @@ type Done struct {
 	// from the participant's mail accepted by SMTP to the daemon's answer
 	// accepted by SMTP (the answer to both signatures is timed from the
 	// later one).
-	Reactions []time.Duration
+	Reactions []Reaction
 }
+
+// Reaction is the daemon's reaction time in one step of a case.
+type Reaction struct {
+	Step string // one of ReactionSteps
+	Took time.Duration
+}
+
+// ReactionSteps are the daemon's answers that are timed, in the order of a
+// case, named by what the daemon sends.
+var ReactionSteps = []string{"acknowledgement", "proposal", "form", "physician request", "forwarding", "feedback question", "completion"}
 
 // Steps is how many mails the participants send per case.
 const Steps = 8
@@ -57,7 +67,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 		return nil, fmt.Errorf("%s: %s: %w", emp.Addr, step, err)
 	}
 	var sent time.Time // when the last participant mail was accepted
-	var reactions []time.Duration
+	var reactions []Reaction
 	stamp := func(id string, err error) error {
 		if err != nil {
 			return err
@@ -67,9 +77,9 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 		}
 		return nil
 	}
-	answered := func(m *Mail) {
+	answered := func(step string, m *Mail) {
 		if !sent.IsZero() && m.At.After(sent) {
-			reactions = append(reactions, m.At.Sub(sent))
+			reactions = append(reactions, Reaction{Step: step, Took: m.At.Sub(sent)})
 		}
 		sent = time.Time{}
 	}
@@ -94,7 +104,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("acknowledgement", err)
 	}
-	answered(ack)
+	answered(ReactionSteps[0], ack)
 	d.Box.Release(ack)
 	ref := ack.Ref
 	if ref == "" {
@@ -112,7 +122,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("proposal", err)
 	}
-	answered(prop)
+	answered(ReactionSteps[1], prop)
 	text, err := d.ReadText(emp, prop)
 	if err != nil {
 		return fail("proposal", err)
@@ -128,7 +138,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("form", err)
 	}
-	answered(formE)
+	answered(ReactionSteps[2], formE)
 	if err := reply(emp, formE, "Akkoord", false); err != nil {
 		return fail("employee signature", err)
 	}
@@ -143,7 +153,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("acceptance request", err)
 	}
-	answered(req)
+	answered(ReactionSteps[3], req)
 	consult := consultDate(d.Now())
 	if err := reply(so, req, "Ja, ik neem de second opinion aan. Consult op "+consult.Format("2006-01-02")+" om 14:30.\n\n"+so.Name, false); err != nil {
 		return fail("acceptance", err)
@@ -152,7 +162,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("forward", err)
 	}
-	answered(fwd)
+	answered(ReactionSteps[4], fwd)
 	_, files, err := d.Read(so, fwd)
 	if err != nil {
 		return fail("forward", err)
@@ -173,7 +183,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 	if err != nil {
 		return fail("feedback question", err)
 	}
-	answered(fb)
+	answered(ReactionSteps[5], fb)
 	if err := reply(emp, fb, "bedrijfsarts: ja, werkgever: nee", false); err != nil {
 		return fail("feedback consent", err)
 	}
@@ -188,7 +198,7 @@ func (s *CaseScript) Run(ctx context.Context) (*Done, error) {
 		}
 		d.Box.Release(m)
 	}
-	answered(first)
+	answered(ReactionSteps[6], first)
 	return &Done{Ref: ref, SO: so.Addr, Duration: time.Since(start), Reactions: reactions}, nil
 }
 

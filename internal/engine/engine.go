@@ -198,7 +198,7 @@ func (e *Engine) Handle(ctx context.Context, caseID int64, in procedure.Input, s
 		if err != nil {
 			return nil, fmt.Errorf("case %s: %w", next.Ref, err)
 		}
-		e.log.Info("case step", "case", saved.Ref, "input", inputName(in), "via", src.Via,
+		e.log.Info("case step", "case", saved.Ref, "input", inputName(in), "via", src.Via, "inbound", src.Inbound,
 			"state", string(saved.State), "mails", len(d.Outbox), "alerts", len(d.Alerts),
 			"duration", time.Since(start).Round(time.Microsecond))
 		if f := e.afterCommit.Load(); f != nil && len(d.Outbox) > 0 {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -232,29 +231,67 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // RunOnce delivers every item due now and returns how long to wait for
 // the next one (-1: none pending). Tests and the demo call it directly.
+//
+// Items go out over up to Parallel connections, one lane per set of
+// recipients, so that a recipient gets our mails in the order they were
+// queued. A lane starts as soon as a connection is free: an item queued
+// (and kicked) while others are under way does not wait for them all to
+// finish, only for a free connection, or for the lane of its own
+// recipients. RunOnce returns once nothing is due and nothing under way.
 func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
-	recheck, err := w.settleInFlight(ctx)
+	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone)}
+	recheck, err := w.settleInFlight(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
-	batch := w.BatchSize
-	if batch <= 0 {
-		batch = 20
+	clock := w.clock()
+	settleAt := time.Time{}
+	if recheck >= 0 {
+		settleAt = clock.Now().Add(recheck)
 	}
 	for {
-		items, err := w.Queue.Due(ctx, w.clock().Now(), batch)
-		if err != nil {
-			return 0, fmt.Errorf("due items: %w", err)
+		if d.err == nil && ctx.Err() == nil {
+			if err := d.fill(ctx); err != nil && d.err == nil {
+				d.err = fmt.Errorf("due items: %w", err)
+			}
 		}
-		if err := w.deliverAll(ctx, items); err != nil {
-			return 0, err
-		}
-		if ctx.Err() != nil {
-			return 0, nil
-		}
-		if len(items) < batch {
+		if len(d.active) == 0 {
 			break
 		}
+		var (
+			settleC <-chan time.Time
+			stop    = func() bool { return false }
+		)
+		if !settleAt.IsZero() {
+			settleC, stop = clock.NewTimer(max(settleAt.Sub(clock.Now()), 0))
+		}
+		select {
+		case r := <-d.done:
+			d.finish(r)
+		case <-w.kick:
+		case <-settleC:
+			// Items left in flight by an earlier run (not ours, which are
+			// busy) are settled while the queue keeps going.
+			recheck, err := w.settleInFlight(ctx, d.busy)
+			settleAt = time.Time{}
+			if err != nil && d.err == nil {
+				d.err = err
+			} else if recheck >= 0 {
+				settleAt = clock.Now().Add(recheck)
+			}
+		}
+		stop()
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
+	if ctx.Err() != nil {
+		return 0, nil
+	}
+	if !settleAt.IsZero() {
+		recheck = max(settleAt.Sub(clock.Now()), 0)
+	} else {
+		recheck = -1
 	}
 	next, ok, err := w.Queue.NextDue(ctx)
 	if err != nil {
@@ -270,61 +307,103 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 	return wait, nil
 }
 
-// deliverAll delivers items over up to Parallel connections at once. Mail
-// to the same recipients goes over one of them, in queue order, so that a
-// recipient gets our mails in the order they were queued.
-func (w *Worker) deliverAll(ctx context.Context, items []Item) error {
+// dispatch is one RunOnce's deliveries under way.
+type dispatch struct {
+	w      *Worker
+	active map[string]bool // lanes (recipient sets) under way
+	busy   map[int64]bool  // items handed to a lane and not finished
+	done   chan laneDone
+	err    error // the first queue error: no new lanes start after it
+}
+
+type laneDone struct {
+	key   string
+	items []Item
+	err   error
+}
+
+// fill starts a lane for each set of recipients with due items, as long as
+// connections are free. Items whose recipients' lane is under way wait for
+// it to finish, so that they follow the mail before them.
+func (d *dispatch) fill(ctx context.Context) error {
+	parallel := d.w.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	if len(d.active) >= parallel {
+		return nil
+	}
+	batch := d.w.BatchSize
+	if batch <= 0 {
+		batch = 20
+	}
+	items, err := d.w.Queue.Due(ctx, d.w.clock().Now(), batch)
+	if err != nil {
+		return err
+	}
 	lanes := map[string][]Item{}
 	var order []string
 	for _, it := range items {
 		k := strings.Join(it.To, ",")
+		if d.busy[it.ID] || d.active[k] {
+			continue
+		}
 		if _, ok := lanes[k]; !ok {
 			order = append(order, k)
 		}
 		lanes[k] = append(lanes[k], it)
 	}
-	parallel := w.Parallel
-	if parallel <= 0 {
-		parallel = DefaultParallel
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		slots = make(chan struct{}, parallel)
-	)
 	for _, k := range order {
-		slots <- struct{}{}
-		wg.Add(1)
-		go func(lane []Item) {
-			defer func() { <-slots; wg.Done() }()
+		if len(d.active) >= parallel {
+			break
+		}
+		lane := lanes[k]
+		d.active[k] = true
+		for _, it := range lane {
+			d.busy[it.ID] = true
+		}
+		go func() {
+			var err error
 			for _, it := range lane {
 				if ctx.Err() != nil {
-					return
+					break
 				}
-				if err := w.deliver(ctx, it); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
+				if err = d.w.deliver(ctx, it); err != nil {
+					break
 				}
 			}
-		}(lanes[k])
+			d.done <- laneDone{key: k, items: lane, err: err}
+		}()
 	}
-	wg.Wait()
-	return first
+	return nil
 }
 
-// settleInFlight decides, for each item in flight, whether the server took
-// it: its sent copy is filed (sent), or none came within CopyWait after the
+// finish records a lane's end; an item it did not attempt is queued still
+// and due again.
+func (d *dispatch) finish(r laneDone) {
+	delete(d.active, r.key)
+	for _, it := range r.items {
+		delete(d.busy, it.ID)
+	}
+	if r.err != nil && d.err == nil {
+		d.err = r.err
+	}
+}
+
+// settleInFlight decides, for each item in flight but not busy (being
+// delivered by this worker now), whether the server took it: its sent copy is filed (sent), or none came within CopyWait after the
 // attempt began (sent again), or it is too early to tell. It returns when
 // to look again (-1: nothing left to settle).
-func (w *Worker) settleInFlight(ctx context.Context) (time.Duration, error) {
-	items, err := w.Queue.InFlight(ctx)
+func (w *Worker) settleInFlight(ctx context.Context, busy map[int64]bool) (time.Duration, error) {
+	all, err := w.Queue.InFlight(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("items in flight: %w", err)
+	}
+	var items []Item
+	for _, it := range all {
+		if !busy[it.ID] {
+			items = append(items, it)
+		}
 	}
 	if len(items) == 0 {
 		return -1, nil

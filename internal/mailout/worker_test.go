@@ -350,6 +350,54 @@ func TestWorkerRunLoop(t *testing.T) {
 	}
 }
 
+// A mail queued while a slow delivery is under way goes out at once over
+// another connection, not after the slow one; a second mail to the slow
+// recipient waits for the first, so that it arrives after it.
+func TestWorkerDoesNotWaitForSlowMail(t *testing.T) {
+	e := newWorkerEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.w.Run(ctx) }()
+
+	started, release := make(chan struct{}), make(chan struct{})
+	slow := e.enqueue(t, "slow1@example.test", "slow@example.net")
+	data := slow.data
+	slow.open = func() (io.ReadCloser, error) {
+		close(started)
+		<-release
+		return openBytes(data)()
+	}
+	e.w.Kick()
+	<-started
+	quick := e.enqueue(t, "quick@example.test", "quick@example.net")
+	slow2 := e.enqueue(t, "slow2@example.test", "slow@example.net")
+	e.w.Kick()
+	waitChanged(t, e.q)
+	if st := e.q.get(quick.ID).state; st != "sent" {
+		t.Fatalf("the quick mail is %s while the slow one is under way, want sent", st)
+	}
+	if st := e.q.get(slow2.ID).state; st != "pending" {
+		t.Errorf("the second mail to the slow recipient is %s before the first went out, want pending", st)
+	}
+	close(release)
+	waitChanged(t, e.q)
+	waitChanged(t, e.q)
+	var order []string
+	for _, m := range e.srv.Messages() {
+		if m.To[0] == "slow@example.net" {
+			order = append(order, string(m.Data[bytes.Index(m.Data, []byte("<slow")):][:7]))
+		}
+	}
+	if strings.Join(order, ",") != "<slow1@,<slow2@" {
+		t.Errorf("the slow recipient got %q, want <slow1@ then <slow2@", order)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Canary: a notice is composed from a template and delivered; the
 // procedure's medical data (never given to the template) appears neither
 // on the wire nor in the log, and neither does the SMTP password.

@@ -49,9 +49,9 @@ func items(rows []store.OutboxItem) []mailout.Item {
 	return out
 }
 
-// Sending implements mailout.Queue.
-func (q Queue) Sending(ctx context.Context, id int64, now time.Time) error {
-	return q.Store.OutboxSending(ctx, id, now)
+// Mark implements mailout.Queue.
+func (q Queue) Mark(ctx context.Context, sending, sent []int64, now time.Time) ([]int64, error) {
+	return q.Store.OutboxMark(ctx, sending, sent, now)
 }
 
 // InFlight implements mailout.Queue.
@@ -61,11 +61,6 @@ func (q Queue) InFlight(ctx context.Context) ([]mailout.Item, error) {
 		return nil, err
 	}
 	return items(rows), nil
-}
-
-// Sent implements mailout.Queue.
-func (q Queue) Sent(ctx context.Context, id int64, now time.Time) error {
-	return q.Store.OutboxSent(ctx, id, now)
 }
 
 // Retry implements mailout.Queue.

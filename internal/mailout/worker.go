@@ -31,20 +31,21 @@ type Item struct {
 }
 
 // Queue is the outbox as the worker sees it (the store implements it).
-// Sending, Sent, Retry and Failed are each one committed transaction.
+// Mark, Retry and Failed are each one committed transaction.
 type Queue interface {
 	// Due returns up to limit items whose next attempt is at or before now.
 	Due(ctx context.Context, now time.Time, limit int) ([]Item, error)
-	// Sending records that an attempt begins, before the first byte goes
-	// to the server: the item is then in flight, not due, until Sent,
-	// Retry or Failed. It fails if the item is no longer queued.
-	Sending(ctx context.Context, id int64, now time.Time) error
+	// Mark records, in one transaction, that attempts begin for the items
+	// in sending (before the first byte of each goes to the server: the
+	// item is then in flight, not due, until marked sent, Retry or Failed)
+	// and that the items in sent were delivered. refused lists the items
+	// left alone: in sending, no longer queued; in sent, neither queued
+	// nor in flight.
+	Mark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error)
 	// InFlight returns the items whose attempt began and whose outcome was
 	// never recorded: the process stopped mid-attempt, or the server's reply
 	// to the end of the data never came.
 	InFlight(ctx context.Context) ([]Item, error)
-	// Sent records the delivery.
-	Sent(ctx context.Context, id int64, now time.Time) error
 	// Retry records a temporary failure: attempt is the number of attempts
 	// made so far, next the earliest time to try again.
 	Retry(ctx context.Context, id int64, attempt int, next time.Time, reason string) error
@@ -239,7 +240,10 @@ func (w *Worker) Run(ctx context.Context) error {
 // finish, only for a free connection, or for the lane of its own
 // recipients. RunOnce returns once nothing is due and nothing under way.
 func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
-	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone)}
+	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone),
+		marks: make(chan markReq)}
+	go d.recordMarks(ctx)
+	defer close(d.marks)
 	recheck, err := w.settleInFlight(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -313,7 +317,69 @@ type dispatch struct {
 	active map[string]bool // lanes (recipient sets) under way
 	busy   map[int64]bool  // items handed to a lane and not finished
 	done   chan laneDone
+	marks  chan markReq
 	err    error // the first queue error: no new lanes start after it
+}
+
+// markReq asks for one mark (an attempt begins, or the item was sent) and
+// waits for its commit.
+type markReq struct {
+	id      int64
+	sending bool
+	done    chan error
+}
+
+// errRefused: the outbox did not take the mark (see Queue.Mark).
+var errRefused = errors.New("the outbox refused the mark: the item is not in the state it should be")
+
+// mark records that an attempt of item id begins (sending) or that it was
+// sent, and returns once that is committed.
+func (d *dispatch) mark(id int64, sending bool) error {
+	done := make(chan error, 1)
+	d.marks <- markReq{id: id, sending: sending, done: done}
+	return <-done
+}
+
+// recordMarks commits the lanes' marks. Marks that arrive while a commit
+// is under way go together in the next one: the lanes share the
+// database's one writer instead of queueing for it mark by mark. A mark is
+// committed even when ctx ends: a mail the server took must be recorded.
+func (d *dispatch) recordMarks(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for req := range d.marks {
+		batch := []markReq{req}
+	more:
+		for {
+			select {
+			case r, ok := <-d.marks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		var sending, sent []int64
+		for _, r := range batch {
+			if r.sending {
+				sending = append(sending, r.id)
+			} else {
+				sent = append(sent, r.id)
+			}
+		}
+		refused, err := d.w.Queue.Mark(ctx, sending, sent, d.w.clock().Now())
+		for _, r := range batch {
+			switch {
+			case err != nil:
+				r.done <- err
+			case slices.Contains(refused, r.id):
+				r.done <- errRefused
+			default:
+				r.done <- nil
+			}
+		}
+	}
 }
 
 type laneDone struct {
@@ -368,7 +434,7 @@ func (d *dispatch) fill(ctx context.Context) error {
 				if ctx.Err() != nil {
 					break
 				}
-				if err = d.w.deliver(ctx, it); err != nil {
+				if err = d.w.deliver(ctx, it, d.mark); err != nil {
 					break
 				}
 			}
@@ -438,7 +504,11 @@ func (w *Worker) settleInFlight(ctx context.Context, busy map[int64]bool) (time.
 		log := w.logger().With("message_id", it.MessageID, "attempt", it.Attempt+1)
 		switch waited := now.Sub(it.SendingSince); {
 		case found[it.MessageID]:
-			if err := w.Queue.Sent(ctx, it.ID, now); err != nil {
+			refused, err := w.Queue.Mark(ctx, nil, []int64{it.ID}, now)
+			if err == nil && len(refused) > 0 {
+				err = errRefused
+			}
+			if err != nil {
 				return 0, fmt.Errorf("record sent %s: %w", it.MessageID, err)
 			}
 			log.Info("delivery", "outcome", "sent", "by", "sent copy")
@@ -455,11 +525,12 @@ func (w *Worker) settleInFlight(ctx context.Context, busy map[int64]bool) (time.
 	return recheck, nil
 }
 
-// deliver makes one attempt and records its outcome. The returned error
-// is a queue error only; delivery failures are recorded, not returned.
-func (w *Worker) deliver(ctx context.Context, it Item) error {
+// deliver makes one attempt and records its outcome; mark records that
+// the attempt begins and that the item was sent. The returned error is a
+// queue error only; delivery failures are recorded, not returned.
+func (w *Worker) deliver(ctx context.Context, it Item, mark func(id int64, sending bool) error) error {
 	start := w.clock().Now()
-	if err := w.Queue.Sending(ctx, it.ID, start); err != nil {
+	if err := mark(it.ID, true); err != nil {
 		return fmt.Errorf("record sending %s: %w", it.MessageID, err)
 	}
 	wallStart := time.Now()
@@ -474,7 +545,7 @@ func (w *Worker) deliver(ctx context.Context, it Item) error {
 		return nil
 	}
 	if err == nil {
-		if qerr := w.Queue.Sent(ctx, it.ID, w.clock().Now()); qerr != nil {
+		if qerr := mark(it.ID, false); qerr != nil {
 			// Delivered but not recorded: the item will be sent again.
 			log.Error("delivery", "outcome", "sent-unrecorded", "err", qerr)
 			return fmt.Errorf("record sent %s: %w", it.MessageID, qerr)

@@ -3,7 +3,6 @@ package mailout
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -84,16 +83,28 @@ func (q *memQueue) update(id int64, f func(m *memItem)) error {
 	return nil
 }
 
-// Sending does not signal changed: tests wait for outcomes.
-func (q *memQueue) Sending(_ context.Context, id int64, now time.Time) error {
+// Mark signals changed for the items marked sent only: tests wait for
+// outcomes, not for attempts to begin.
+func (q *memQueue) Mark(_ context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	m := q.items[id-1]
-	if m.state != "pending" {
-		return fmt.Errorf("item %d is %s", id, m.state)
+	for _, id := range sending {
+		if m := q.items[id-1]; m.state == "pending" {
+			m.state, m.SendingSince = "sending", now
+		} else {
+			refused = append(refused, id)
+		}
 	}
-	m.state, m.SendingSince = "sending", now
-	return nil
+	q.mu.Unlock()
+	for _, id := range sent {
+		q.update(id, func(m *memItem) {
+			if m.state == "pending" || m.state == "sending" {
+				m.state = "sent"
+			} else {
+				refused = append(refused, id)
+			}
+		})
+	}
+	return refused, nil
 }
 
 func (q *memQueue) InFlight(context.Context) ([]Item, error) {
@@ -106,10 +117,6 @@ func (q *memQueue) InFlight(context.Context) ([]Item, error) {
 		}
 	}
 	return out, nil
-}
-
-func (q *memQueue) Sent(_ context.Context, id int64, _ time.Time) error {
-	return q.update(id, func(m *memItem) { m.state = "sent" })
 }
 
 func (q *memQueue) Retry(_ context.Context, id int64, attempt int, next time.Time, reason string) error {
@@ -496,7 +503,7 @@ func TestWorkerSettlesInFlightBySentCopy(t *testing.T) {
 	// The crashed process had begun both; the server took the first (with
 	// its copy) and the crash came before that was recorded.
 	for _, it := range []*memItem{taken, lost} {
-		if err := e.q.Sending(ctx, it.ID, e.clock.Now()); err != nil {
+		if refused, err := e.q.Mark(ctx, []int64{it.ID}, nil, e.clock.Now()); err != nil || len(refused) > 0 {
 			t.Fatal(err)
 		}
 	}
@@ -549,7 +556,7 @@ func TestWorkerWithoutCopiesSendsInFlightAgain(t *testing.T) {
 	ctx := context.Background()
 	e := newWorkerEnv(t)
 	it := e.enqueue(t, "again@example.test", "a@example.net")
-	e.q.Sending(ctx, it.ID, e.clock.Now())
+	e.q.Mark(ctx, []int64{it.ID}, nil, e.clock.Now())
 	if _, err := e.w.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -127,17 +127,57 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 	return out, rows.Err()
 }
 
-// OutboxSending records, before the first byte goes to the SMTP server,
-// that an attempt begins: from here until its outcome is recorded the mail
-// may be delivered without our knowing (see InFlightOutbox).
-func (s *Store) OutboxSending(ctx context.Context, id int64, now time.Time) error {
-	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
+// OutboxMark records in one transaction that attempts begin for the mails
+// in sending — before the first byte of each goes to the SMTP server: from
+// then until its outcome is recorded a mail may be delivered without our
+// knowing (see InFlightOutbox) — and that the mails in sent were
+// delivered. refused lists the mails left alone: in sending, those no
+// longer queued; in sent, those neither queued nor sending.
+func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		refused = nil
+		for _, m := range []struct {
+			q   string
+			ids []int64
+		}{
+			{`UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, sending},
+			{`UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1
+				WHERE id = ? AND status IN ('queued', 'sending')`, sent},
+		} {
+			for _, id := range m.ids {
+				res, err := tx.ExecContext(ctx, m.q, ms(now), id)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					refused = append(refused, id)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return refused, nil
 }
 
-// OutboxSent marks a mail delivered.
+// OutboxSending records that an attempt of one mail begins (OutboxMark).
+func (s *Store) OutboxSending(ctx context.Context, id int64, now time.Time) error {
+	return s.markOne(ctx, []int64{id}, nil, now)
+}
+
+// OutboxSent records that one mail was delivered (OutboxMark).
 func (s *Store) OutboxSent(ctx context.Context, id int64, now time.Time) error {
-	return s.outboxUpdate(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1
-		WHERE id = ? AND status IN ('queued', 'sending')`, ms(now), id)
+	return s.markOne(ctx, nil, []int64{id}, now)
+}
+
+func (s *Store) markOne(ctx context.Context, sending, sent []int64, now time.Time) error {
+	refused, err := s.OutboxMark(ctx, sending, sent, now)
+	if err == nil && len(refused) > 0 {
+		err = fmt.Errorf("outbox: %w", ErrNotFound)
+	}
+	return err
 }
 
 // OutboxRetry records a temporary failure and the next attempt.

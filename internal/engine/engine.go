@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,11 @@ type Engine struct {
 	afterCommit atomic.Pointer[func()]
 	// inKick wakes the inbound loop (size 1, non-blocking sends).
 	inKick chan struct{}
+	// stored counts KickInbound's calls and stored is closed and replaced
+	// by each: they wake a ProcessPending under way (see waitStored).
+	storedMu  sync.Mutex
+	storedGen uint64
+	stored    chan struct{}
 }
 
 // New checks the options and returns an engine.
@@ -110,7 +116,8 @@ func New(o Options) (*Engine, error) {
 	if o.Policy.Calendar == nil && o.Calendar != nil {
 		o.Policy.Calendar = o.Calendar
 	}
-	e := &Engine{o: o, decider: procedure.Decider{Policy: o.Policy}, log: o.Logger, inKick: make(chan struct{}, 1)}
+	e := &Engine{o: o, decider: procedure.Decider{Policy: o.Policy}, log: o.Logger, inKick: make(chan struct{}, 1),
+		stored: make(chan struct{})}
 	e.reg.Store(o.Registry)
 	return e, nil
 }

@@ -53,6 +53,8 @@ type envOptions struct {
 	BusyTimeout time.Duration
 	// Clock (default a rig.Clock at rig.DefaultStart).
 	Clock engine.Clock
+	// OnCommit is the engine's hook after each committed decision.
+	OnCommit func(c *procedure.Case, effects []procedure.Effect, audit []store.AuditEntry)
 }
 
 // env is a daemon without its loops, with the participants' keys.
@@ -138,7 +140,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Keyring: keys, Service: e.svc, TokenKey: bytes.Repeat([]byte("hostile-token-key-"), 2),
 		Info: e.info, Templates: templates.FS, Clock: o.Clock,
 		Logger:     slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		StrictAuth: o.Strict, AuthservID: authservID,
+		StrictAuth: o.Strict, AuthservID: authservID, OnCommit: o.OnCommit,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -103,12 +103,26 @@ type Loops struct {
 	InboundPoll time.Duration
 }
 
-// KickInbound asks the inbound loop to look at stored mail now.
+// KickInbound asks the inbound loop to look at stored mail now; a
+// ProcessPending under way looks again too.
 func (e *Engine) KickInbound() {
+	e.storedMu.Lock()
+	e.storedGen++
+	close(e.stored)
+	e.stored = make(chan struct{})
+	e.storedMu.Unlock()
 	select {
 	case e.inKick <- struct{}{}:
 	default:
 	}
+}
+
+// storedSignal returns how often KickInbound was called and a channel
+// closed at its next call.
+func (e *Engine) storedSignal() (uint64, <-chan struct{}) {
+	e.storedMu.Lock()
+	defer e.storedMu.Unlock()
+	return e.storedGen, e.stored
 }
 
 // Run runs the loops until ctx is done. A step that has begun (a decision,

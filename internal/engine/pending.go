@@ -71,6 +71,8 @@ func (e *Engine) ProcessPending(ctx context.Context) (int, error) {
 	s.cond = sync.NewCond(&s.mu)
 	stopWatch := context.AfterFunc(ctx, func() { s.fail(ctx.Err()) })
 	defer stopWatch()
+	stopKicks := s.watchKicks()
+	defer stopKicks()
 	var wg sync.WaitGroup
 	for range s.workers {
 		wg.Add(1)
@@ -161,6 +163,7 @@ func (s *scheduler) dispatch(ctx context.Context) {
 		}
 		done := s.done
 		s.mu.Unlock()
+		kicks, _ := s.e.storedSignal()
 		// The messages taken on are still pending and come first: what
 		// follows them is as many more as there is room for.
 		batch, err := s.e.o.Store.PendingInbound(ctx, pendingWindow)
@@ -185,18 +188,51 @@ func (s *scheduler) dispatch(ctx context.Context) {
 		if fresh > 0 {
 			continue
 		}
-		// Nothing new: wait until a decision ends, then look again; done
-		// when nothing is left.
+		// Nothing new: wait until a decision ends or more mail is stored,
+		// then look again; done when nothing is left.
 		s.mu.Lock()
 		if s.open == 0 {
 			s.mu.Unlock()
 			return
 		}
-		for !s.stop && s.done == done {
+		for !s.stop && s.done == done && s.kicks() == kicks {
 			s.cond.Wait()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// kicks is how often KickInbound was called.
+func (s *scheduler) kicks() uint64 {
+	n, _ := s.e.storedSignal()
+	return n
+}
+
+// watchKicks wakes the dispatcher when mail is stored (KickInbound), so
+// that a short reply stored while medical files are being read and
+// decided is taken on at once, not after the next decision ends. It
+// returns a function that stops watching.
+func (s *scheduler) watchKicks() (stop func()) {
+	quit := make(chan struct{})
+	go func() {
+		last, _ := s.e.storedSignal()
+		for {
+			n, ch := s.e.storedSignal()
+			if n != last {
+				last = n
+				s.mu.Lock()
+				s.cond.Broadcast()
+				s.mu.Unlock()
+				continue
+			}
+			select {
+			case <-ch:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit) }
 }
 
 // add takes a message on.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,6 +252,59 @@ func TestProcessPendingManyCases(t *testing.T) {
 // A shutdown (ctx ended) in the middle of a busy mailbox: ProcessPending
 // returns, every message is either fully handled or still pending, and
 // the next call handles the rest — each request makes exactly one case.
+// A message stored while another message's decision is under way is taken
+// on at once (KickInbound), not only once that decision has ended.
+func TestProcessPendingTakesOnMailStoredMeanwhile(t *testing.T) {
+	t.Parallel()
+	held, release := make(chan struct{}), make(chan struct{})
+	var hold sync.Once
+	e := newEnv(t, envOptions{OnCommit: func(c *procedure.Case, _ []procedure.Effect, _ []store.AuditEntry) {
+		if c.Employee.Email == employeeAddr(1) {
+			hold.Do(func() { close(held); <-release })
+		}
+	}})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	e.store(requestFrom(e, 2))
+	e.processPending(1)
+	other := e.casesOf()[employeeAddr(2)][0]
+
+	e.store(requestFrom(e, 1))
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.eng.ProcessPending(e.ctx)
+		done <- err
+	}()
+	<-held // the request of employee 1 is being decided, and stays so
+	q := e.questionFor(other.Ref, rig.AddrOriginal, "vraagstelling")
+	e.store(e.signed(rig.AddrOriginal, "A. de Vries", rig.AddrOriginal, q.replyTo(t), "Re: "+q.Msg.Subject,
+		"Akkoord met de vraagstelling.\n\nA. de Vries", q.Msg.MessageID, fileOf("Probleemanalyse.pdf", 8<<10)...))
+	e.eng.KickInbound()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := e.st.Case(e.ctx, other.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == procedure.StateChoosing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the intake answer stored meanwhile was not decided while another decision was under way (case %s is %s)", c.Ref, c.State)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("process pending: %v", err)
+	}
+}
+
 func TestProcessPendingStopsCleanly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

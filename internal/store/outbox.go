@@ -34,17 +34,21 @@ type OutboxItem struct {
 	// SendingSince is when the attempt began that left the mail
 	// 'sending' (InFlightOutbox only).
 	SendingSince time.Time
-	body         []byte
 	path         string
 	s            *Store
 }
 
-// Open returns the composed message bytes.
+// Open returns the composed message bytes. They are read only here, when
+// the mail is about to go out, not with the list of due mail.
 func (it OutboxItem) Open() (io.ReadCloser, error) {
 	if it.path != "" {
 		return it.s.OpenFile(it.path)
 	}
-	return io.NopCloser(bytes.NewReader(it.body)), nil
+	var body []byte
+	if err := it.s.db.QueryRow(`SELECT body FROM outbox_body WHERE outbox_id = ?`, it.ID).Scan(&body); err != nil {
+		return nil, fmt.Errorf("outbox %d: %w", it.ID, err)
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
 }
 
 func insertOutbox(ctx context.Context, tx *sql.Tx, o OutboxRow, now time.Time) error {
@@ -101,8 +105,8 @@ func (s *Store) InFlightOutbox(ctx context.Context) ([]OutboxItem, error) {
 }
 
 func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any) ([]OutboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, body, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
-		FROM outbox LEFT JOIN outbox_body ON outbox_id = id `+where, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
+		FROM outbox `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -112,7 +116,7 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 		it := OutboxItem{s: s}
 		var to string
 		var queued, sending int64
-		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.body, &it.path, &it.Attempts, &queued, &sending); err != nil {
+		if err := rows.Scan(&it.ID, &it.CaseID, &it.MessageID, &it.From, &to, &it.path, &it.Attempts, &queued, &sending); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		it.Queued = fromMS(queued)

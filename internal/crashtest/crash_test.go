@@ -153,10 +153,10 @@ feed:
 	wg.Wait()
 	<-killerDone
 	if killErr != nil {
-		t.Fatalf("killer: %v", killErr)
+		t.Fatalf("killer: %v\n%s", killErr, logTail(dir, 40))
 	}
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d cases failed; first: %v", len(errs), started, errs[0])
+		t.Fatalf("%d of %d cases failed; first: %v\n%s", len(errs), started, errs[0], logTail(dir, 40))
 	}
 	// Let the daemon finish what it sends after the last answer (e.g. a
 	// backoffice notice), then stop it cleanly.
@@ -289,4 +289,15 @@ func check(t *testing.T, x *bench.External, dones []*bench.Done, started, kills 
 		t.Errorf("%d of %d cases completed by their participants", len(dones), started)
 	}
 	t.Logf("audit chain verified: %d entries; %d cases completed, each with %d daemon mails", n, len(cases), per)
+}
+
+// logTail is the end of the daemon's log in dir, for a failure's message:
+// the test's directory is gone once it fails.
+func logTail(dir string, lines int) string {
+	b, err := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		return "daemon.log: " + err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return "daemon.log, last lines:\n" + strings.Join(all[max(0, len(all)-lines):], "\n")
 }

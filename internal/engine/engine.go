@@ -82,7 +82,7 @@ type Engine struct {
 	// inKick wakes the inbound loop (size 1, non-blocking sends).
 	inKick chan struct{}
 	// stored counts KickInbound's calls and stored is closed and replaced
-	// by each: they wake a ProcessPending under way (see waitStored).
+	// by each: they wake a ProcessPending under way (see watchKicks).
 	storedMu  sync.Mutex
 	storedGen uint64
 	stored    chan struct{}

@@ -244,7 +244,7 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 		marks: make(chan markReq)}
 	go d.recordMarks(ctx)
 	defer close(d.marks)
-	recheck, err := w.settleInFlight(ctx, nil)
+	recheck, err := w.settleInFlight(ctx, d)
 	if err != nil {
 		return 0, err
 	}
@@ -276,7 +276,7 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 		case <-settleC:
 			// Items left in flight by an earlier run (not ours, which are
 			// busy) are settled while the queue keeps going.
-			recheck, err := w.settleInFlight(ctx, d.busy)
+			recheck, err := w.settleInFlight(ctx, d)
 			settleAt = time.Time{}
 			if err != nil && d.err == nil {
 				d.err = err
@@ -456,18 +456,19 @@ func (d *dispatch) finish(r laneDone) {
 	}
 }
 
-// settleInFlight decides, for each item in flight but not busy (being
-// delivered by this worker now), whether the server took it: its sent copy is filed (sent), or none came within CopyWait after the
-// attempt began (sent again), or it is too early to tell. It returns when
-// to look again (-1: nothing left to settle).
-func (w *Worker) settleInFlight(ctx context.Context, busy map[int64]bool) (time.Duration, error) {
+// settleInFlight decides, for each item in flight and not busy in d (being
+// delivered now), whether the server took it: its sent copy is filed
+// (sent, marked through d), or none came within CopyWait after the attempt
+// began (sent again), or it is too early to tell. It returns when to look
+// again (-1: nothing left to settle).
+func (w *Worker) settleInFlight(ctx context.Context, d *dispatch) (time.Duration, error) {
 	all, err := w.Queue.InFlight(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("items in flight: %w", err)
 	}
 	var items []Item
 	for _, it := range all {
-		if !busy[it.ID] {
+		if !d.busy[it.ID] {
 			items = append(items, it)
 		}
 	}
@@ -504,11 +505,7 @@ func (w *Worker) settleInFlight(ctx context.Context, busy map[int64]bool) (time.
 		log := w.logger().With("message_id", it.MessageID, "attempt", it.Attempt+1)
 		switch waited := now.Sub(it.SendingSince); {
 		case found[it.MessageID]:
-			refused, err := w.Queue.Mark(ctx, nil, []int64{it.ID}, now)
-			if err == nil && len(refused) > 0 {
-				err = errRefused
-			}
-			if err != nil {
+			if err := d.mark(it.ID, false); err != nil {
 				return 0, fmt.Errorf("record sent %s: %w", it.MessageID, err)
 			}
 			log.Info("delivery", "outcome", "sent", "by", "sent copy")

@@ -43,7 +43,7 @@ func entryHash(prev string, e AuditEntry, disclosure string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func appendAudit(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
+func appendAudit(ctx context.Context, tx *writeTx, e AuditEntry) error {
 	prev := genesis
 	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -72,7 +72,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
 // AppendAudit records an event outside a case decision (a quarantine, a
 // backoffice action on a message, a key import).
 func (s *Store) AppendAudit(ctx context.Context, e AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, e) })
+	return s.tx(ctx, func(tx *writeTx) error { return appendAudit(ctx, tx, e) })
 }
 
 // AuditLog returns the entries of one case (all entries for caseID 0), in
@@ -84,7 +84,7 @@ func (s *Store) AuditLog(ctx context.Context, caseID int64) ([]AuditEntry, error
 		q += ` WHERE case_id = ?`
 		args = append(args, caseID)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
+	rows, err := s.queryContext(ctx, q+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -121,7 +121,7 @@ var ErrAuditBroken = errors.New("audit chain broken")
 // VerifyAudit walks the whole chain and returns the number of entries, or
 // ErrAuditBroken naming the first entry that does not verify.
 func (s *Store) VerifyAudit(ctx context.Context) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), case_ref, at, event, detail, disclosure, prev_hash, hash FROM audit ORDER BY id`)
+	rows, err := s.queryContext(ctx, `SELECT id, COALESCE(case_id, 0), case_ref, at, event, detail, disclosure, prev_hash, hash FROM audit ORDER BY id`)
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -47,11 +46,11 @@ func BenchmarkSweep100k(b *testing.B) {
 	ctx := context.Background()
 	const n = 100_000
 	// Fill in bulk, in one transaction, bypassing Apply for speed.
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *writeTx) error {
 		data, _ := json.Marshal(procedure.Case{State: procedure.StateChoosing})
 		for i := 1; i <= n; i++ {
 			due := t0.Add(time.Duration(i) * time.Minute)
-			if _, err := tx.Exec(`INSERT INTO cases(id, ref, state, version, next_due, created_at, updated_at, data) VALUES (?, ?, 'choosing', 1, ?, ?, ?, ?)`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO cases(id, ref, state, version, next_due, created_at, updated_at, data) VALUES (?, ?, 'choosing', 1, ?, ?, ?, ?)`,
 				i, fmt.Sprintf("SO-2026-%06d", i), ms(due), ms(t0), ms(t0), data); err != nil {
 				return err
 			}
@@ -59,7 +58,7 @@ func BenchmarkSweep100k(b *testing.B) {
 				kind string
 				d    time.Time
 			}{{"reminder", due}, {"escalation", due.Add(48 * time.Hour)}} {
-				if _, err := tx.Exec(`INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, 'choice', ?, ?)`, i, k.kind, ms(k.d)); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, 'choice', ?, ?)`, i, k.kind, ms(k.d)); err != nil {
 					return err
 				}
 			}
@@ -121,5 +120,25 @@ func BenchmarkOutboxMarks(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/mail")
 		})
+	}
+}
+
+// BenchmarkPolls runs the queries the daemon repeats while it waits for
+// work (mail to decide, mail to send, deadlines due) on an empty store:
+// what one round of polling costs once the statements are kept compiled.
+func BenchmarkPolls(b *testing.B) {
+	s := open(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.PendingInbound(ctx, 64); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.DueOutbox(ctx, t0, 32); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.DueDeadlines(ctx, t0, 32); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -58,7 +58,7 @@ type DocumentRow struct {
 func (s *Store) NextCase(ctx context.Context, now time.Time) (id int64, ref string, err error) {
 	year := now.Year()
 	var last int64
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *writeTx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO serials(year, last) VALUES (?, 1)
 			ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last`, year).Scan(&last)
 	})
@@ -83,7 +83,7 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 	if now.IsZero() {
 		now = time.Now()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *writeTx) error {
 		data, err := json.Marshal(&c)
 		if err != nil {
 			return fmt.Errorf("encode case: %w", err)
@@ -189,7 +189,7 @@ func (s *Store) CaseByRef(ctx context.Context, ref string) (*procedure.Case, err
 func (s *Store) caseWhere(ctx context.Context, where string, arg any) (*procedure.Case, error) {
 	var data []byte
 	var id, version int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, version, data FROM cases WHERE `+where, arg).Scan(&id, &version, &data)
+	err := s.queryRowContext(ctx, `SELECT id, version, data FROM cases WHERE `+where, arg).Scan(&id, &version, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("case %v: %w", arg, ErrNotFound)
 	}
@@ -241,7 +241,7 @@ func (s *Store) Cases(ctx context.Context, f CaseFilter) ([]CaseSummary, error) 
 		q += ` AND state NOT IN ('completed','withdrawn','refused','out_of_scope','referred','purged')`
 	}
 	q += ` ORDER BY next_due IS NULL, next_due, id`
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.queryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list cases: %w", err)
 	}
@@ -265,7 +265,7 @@ func (s *Store) Cases(ctx context.Context, f CaseFilter) ([]CaseSummary, error) 
 
 // CountByState counts cases per state (for metrics).
 func (s *Store) CountByState(ctx context.Context) (map[procedure.State]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM cases GROUP BY state`)
+	rows, err := s.queryContext(ctx, `SELECT state, COUNT(*) FROM cases GROUP BY state`)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +286,7 @@ func (s *Store) CountByState(ctx context.Context) (map[procedure.State]int, erro
 // original physician's intake (repeated use is a weighty reason to refuse).
 func (s *Store) EarlierRequests(ctx context.Context, employeeEmail string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE employee_email = ?`, employeeEmail).Scan(&n)
+	err := s.queryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE employee_email = ?`, employeeEmail).Scan(&n)
 	return n, err
 }
 
@@ -302,7 +302,7 @@ type DueDeadline struct {
 // earliest first. The sweep uses the deadlines_due index, so its cost is
 // the number of due deadlines, not the number of open cases.
 func (s *Store) DueDeadlines(ctx context.Context, now time.Time, limit int) ([]DueDeadline, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT case_id, step, kind, due FROM deadlines WHERE due <= ? ORDER BY due LIMIT ?`, ms(now), limit)
+	rows, err := s.queryContext(ctx, `SELECT case_id, step, kind, due FROM deadlines WHERE due <= ? ORDER BY due`+limitClause(limit), ms(now))
 	if err != nil {
 		return nil, fmt.Errorf("due deadlines: %w", err)
 	}
@@ -323,7 +323,7 @@ func (s *Store) DueDeadlines(ctx context.Context, now time.Time, limit int) ([]D
 // NextDeadline returns the earliest deadline of all cases.
 func (s *Store) NextDeadline(ctx context.Context) (time.Time, bool, error) {
 	var due sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MIN(due) FROM deadlines`).Scan(&due); err != nil {
+	if err := s.queryRowContext(ctx, `SELECT MIN(due) FROM deadlines`).Scan(&due); err != nil {
 		return time.Time{}, false, err
 	}
 	if !due.Valid {
@@ -358,7 +358,7 @@ func (s *Store) Alerts(ctx context.Context, all bool) ([]Alert, error) {
 	if !all {
 		q += ` WHERE resolved_at IS NULL`
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`)
+	rows, err := s.queryContext(ctx, q+` ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +379,7 @@ func (s *Store) Alerts(ctx context.Context, all bool) ([]Alert, error) {
 // purge removes a case's stored bytes. Files are removed inside the
 // transaction's lifetime; a crash after the removal and before the commit
 // leaves rows naming missing files, which the next purge clears.
-func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
+func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
 	var paths []string
 	for _, q := range []string{
 		`SELECT path FROM documents WHERE case_id = ?`,
@@ -421,7 +421,7 @@ func purge(ctx context.Context, tx *sql.Tx, dir string, caseID int64) error {
 
 // Documents lists the stored documents of a case.
 func (s *Store) Documents(ctx context.Context, caseID int64) ([]DocumentRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT sha256, kind, title, name, size, path FROM documents WHERE case_id = ? ORDER BY id`, caseID)
+	rows, err := s.queryContext(ctx, `SELECT sha256, kind, title, name, size, path FROM documents WHERE case_id = ? ORDER BY id`, caseID)
 	if err != nil {
 		return nil, fmt.Errorf("documents: %w", err)
 	}
@@ -459,7 +459,7 @@ func (s *Store) ResolveAlert(ctx context.Context, id int64, now time.Time) (int,
 // CasesWaitingForKeys returns the cases (open or closed, not purged) that
 // wait for a usable key: a forward held back, or a withheld medical mail.
 func (s *Store) CasesWaitingForKeys(ctx context.Context) ([]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM cases WHERE state != 'purged' AND (
+	rows, err := s.queryContext(ctx, `SELECT id FROM cases WHERE state != 'purged' AND (
 		COALESCE(json_extract(CAST(data AS TEXT), '$.waiting_key'), '') != ''
 		OR COALESCE(json_array_length(CAST(data AS TEXT), '$.withheld'), 0) > 0) ORDER BY id`)
 	if err != nil {

@@ -70,7 +70,7 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 	// Fetched again after a crash before the IMAP mark: the same row (and,
 	// for a large message, the same file).
 	var existing int64
-	err = s.db.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&existing)
+	err = s.queryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&existing)
 	if err == nil {
 		return existing, true, nil
 	}
@@ -81,7 +81,7 @@ func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int
 	if received.IsZero() {
 		received = time.Now()
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *writeTx) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(message_id, sha256) DO NOTHING RETURNING id`,
@@ -151,7 +151,7 @@ func (w *headWriter) messageID() string {
 
 // PendingInbound lists stored messages not yet handled, oldest first.
 func (s *Store) PendingInbound(ctx context.Context, limit int) ([]Inbound, error) {
-	return s.inboundWhere(ctx, `status = 'new' ORDER BY id LIMIT ?`, limit)
+	return s.inboundWhere(ctx, `status = 'new' ORDER BY id`+limitClause(limit))
 }
 
 // Quarantined lists the quarantined messages, oldest first.
@@ -172,7 +172,7 @@ func (s *Store) InboundByID(ctx context.Context, id int64) (Inbound, error) {
 }
 
 func (s *Store) inboundWhere(ctx context.Context, where string, args ...any) ([]Inbound, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, message_id, sha256, size, path, path = '' AND body IS NULL, oversize, received_at, status, reason, COALESCE(case_id, 0)
+	rows, err := s.queryContext(ctx, `SELECT id, message_id, sha256, size, path, path = '' AND body IS NULL, oversize, received_at, status, reason, COALESCE(case_id, 0)
 		FROM inbound LEFT JOIN inbound_body ON inbound_id = id WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inbound: %w", err)
@@ -197,7 +197,7 @@ func (s *Store) OpenInbound(ctx context.Context, in Inbound) (io.ReadSeekCloser,
 		return s.OpenFile(in.Path)
 	}
 	var body []byte
-	if err := s.db.QueryRowContext(ctx, `SELECT body FROM inbound_body WHERE inbound_id = ?`, in.ID).Scan(&body); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.queryRowContext(ctx, `SELECT body FROM inbound_body WHERE inbound_id = ?`, in.ID).Scan(&body); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", in.ID, err)
 	}
 	if body == nil {
@@ -213,10 +213,10 @@ func (nopCloser) Close() error { return nil }
 // MarkInbound sets a message's status outside a case decision: a
 // quarantine with its reason, a release or a rejection by the backoffice.
 func (s *Store) MarkInbound(ctx context.Context, id int64, status, reason string, caseID int64, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return markInbound(ctx, tx, id, status, reason, caseID, now) })
+	return s.tx(ctx, func(tx *writeTx) error { return markInbound(ctx, tx, id, status, reason, caseID, now) })
 }
 
-func markInbound(ctx context.Context, tx *sql.Tx, id int64, status, reason string, caseID int64, now time.Time) error {
+func markInbound(ctx context.Context, tx *writeTx, id int64, status, reason string, caseID int64, now time.Time) error {
 	res, err := tx.ExecContext(ctx, `UPDATE inbound SET status = ?, reason = ?, case_id = COALESCE(?, case_id), handled_at = ? WHERE id = ?`,
 		status, reason, nullID(caseID), ms(now), id)
 	if err != nil {
@@ -232,7 +232,7 @@ func markInbound(ctx context.Context, tx *sql.Tx, id int64, status, reason strin
 // status and reason, an alert, and an audit entry. The message's bytes stay
 // as they are; nothing in it is acted on.
 func (s *Store) Quarantine(ctx context.Context, id int64, reason string, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *writeTx) error {
 		var sha string
 		if err := tx.QueryRowContext(ctx, `SELECT sha256 FROM inbound WHERE id = ?`, id).Scan(&sha); err != nil {
 			return fmt.Errorf("quarantine %d: %w", id, err)

@@ -45,13 +45,13 @@ func (it OutboxItem) Open() (io.ReadCloser, error) {
 		return it.s.OpenFile(it.path)
 	}
 	var body []byte
-	if err := it.s.db.QueryRow(`SELECT body FROM outbox_body WHERE outbox_id = ?`, it.ID).Scan(&body); err != nil {
+	if err := it.s.queryRowContext(context.Background(), `SELECT body FROM outbox_body WHERE outbox_id = ?`, it.ID).Scan(&body); err != nil {
 		return nil, fmt.Errorf("outbox %d: %w", it.ID, err)
 	}
 	return io.NopCloser(bytes.NewReader(body)), nil
 }
 
-func insertOutbox(ctx context.Context, tx *sql.Tx, o OutboxRow, now time.Time) error {
+func insertOutbox(ctx context.Context, tx *writeTx, o OutboxRow, now time.Time) error {
 	to, err := json.Marshal(o.To)
 	if err != nil {
 		return err
@@ -89,12 +89,12 @@ func nullID(id int64) any {
 
 // Enqueue queues a mail outside a case decision (backoffice notices).
 func (s *Store) Enqueue(ctx context.Context, o OutboxRow, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertOutbox(ctx, tx, o, now) })
+	return s.tx(ctx, func(tx *writeTx) error { return insertOutbox(ctx, tx, o, now) })
 }
 
 // DueOutbox returns up to limit queued mails whose next attempt is due.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
-	return s.outboxItems(ctx, "due outbox", `WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, ms(now), limit)
+	return s.outboxItems(ctx, "due outbox", `WHERE status = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id`+limitClause(limit), ms(now))
 }
 
 // InFlightOutbox returns the mails left 'sending': an attempt began and
@@ -105,7 +105,7 @@ func (s *Store) InFlightOutbox(ctx context.Context) ([]OutboxItem, error) {
 }
 
 func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any) ([]OutboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
+	rows, err := s.queryContext(ctx, `SELECT id, COALESCE(case_id, 0), message_id, sender, recipients, COALESCE(path, ''), attempts, created_at, COALESCE(sending_since, 0)
 		FROM outbox `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -138,7 +138,7 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 // delivered. refused lists the mails left alone: in sending, those no
 // longer queued; in sent, those neither queued nor sending.
 func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *writeTx) error {
 		refused = nil
 		for _, m := range []struct {
 			q   string
@@ -210,7 +210,7 @@ func (s *Store) outboxUpdate(ctx context.Context, q string, args ...any) error {
 // NextOutbox returns when the next queued mail is due.
 func (s *Store) NextOutbox(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM outbox WHERE status = 'queued'`).Scan(&next)
+	err := s.queryRowContext(ctx, `SELECT MIN(next_attempt) FROM outbox WHERE status = 'queued'`).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}
@@ -227,7 +227,7 @@ type OutboxStats struct {
 func (s *Store) OutboxStats(ctx context.Context) (OutboxStats, error) {
 	var st OutboxStats
 	var oldest sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT
+	err := s.queryRowContext(ctx, `SELECT
 		COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'sending'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'failed'), 0),
 		MIN(CASE WHEN status IN ('queued', 'sending') THEN created_at END) FROM outbox`).Scan(&st.Queued, &st.Sending, &st.Sent, &st.Failed, &oldest)
 	if oldest.Valid {

@@ -48,8 +48,9 @@ var (
 
 // Store is an open data directory.
 type Store struct {
-	db  *sql.DB
-	dir string
+	db    *sql.DB
+	dir   string
+	stmts statements
 	// wmu serialises this process's writes. SQLite has one writer at a
 	// time; without it concurrent writers (ingest, decisions, the outbox)
 	// meet in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between
@@ -102,7 +103,11 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s := &Store{db: db, dir: dir}
+	// Keep the connections (and the statements prepared on them) that
+	// concurrent readers, the writer and the outbox's lanes use at once;
+	// the default of 2 closed and reopened one for most reads under load.
+	db.SetMaxIdleConns(maxIdleConns)
+	s := &Store{db: db, dir: dir, stmts: statements{db: db}}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -115,7 +120,10 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
@@ -161,8 +169,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		err = s.tx(ctx, func(tx *writeTx) error {
+			// A script runs once: not kept among the statements.
+			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`,
@@ -185,14 +194,14 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 
 // tx runs f in a write transaction (BEGIN IMMEDIATE), committing when f
 // returns nil.
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, f func(*writeTx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := f(tx); err != nil {
+	if err := f(&writeTx{tx: tx, s: s}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -206,6 +215,9 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if st := s.stmts.get(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return s.db.ExecContext(ctx, q, args...)
 }
 

@@ -63,6 +63,7 @@ func TestDovecotExactlyOnce(t *testing.T) {
 			d.Start()
 			d.Deliver(testUser, testMessage(msgIDs[4])) // just after it
 			notified.waitFor(t, ctx, 5)
+			waitMarked(t, d.Addr, processed, 5)
 			r.stop(t)
 
 			for _, id := range msgIDs {

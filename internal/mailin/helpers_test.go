@@ -158,7 +158,7 @@ func mailboxContents(t testing.TB, addr, mailbox string) []mailboxMessage {
 	return out
 }
 
-// counter counts Notify calls (each is a message stored and marked).
+// counter counts Notify calls (each is a message newly stored).
 type counter struct {
 	mu      sync.Mutex
 	n       int
@@ -268,4 +268,31 @@ func ids(n int, prefix string) []string {
 // debugLogger logs everything, at debug level, into l.
 func debugLogger(l *testenv.LogBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitMarked waits (bounded) until n messages are marked: the ingester
+// marks a batch after it has stored (and notified) each of its messages,
+// so a test that saw the last Notify waits here before it stops the
+// ingester. The caller checks the outcome (checkMarked).
+func waitMarked(t testing.TB, addr, processed string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if processed != "" {
+			if len(mailboxContents(t, addr, processed)) >= n {
+				return
+			}
+		} else {
+			seen := 0
+			for _, m := range mailboxContents(t, addr, "INBOX") {
+				if m.Seen {
+					seen++
+				}
+			}
+			if seen >= n {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -6,7 +6,8 @@
 // BEFORE it is marked on the server (moved to the processed folder, or
 // flagged \Seen), so a crash between the two makes the message come back;
 // the spool recognises it by Message-ID and content hash and it is only
-// marked then. Bodies are streamed from the IMAP literal into the spool with
+// marked then. The bodies of the messages found are asked for at once
+// (pipelined) and marked together once stored. Bodies are streamed from the IMAP literal into the spool with
 // a fixed buffer, so memory does not grow with message size. Messages over
 // the size limit are still stored, flagged Oversize, for quarantine; they are
 // never parsed here.
@@ -134,9 +135,9 @@ type Options struct {
 	// Logger gets one line per ingested message and per reconnect; default
 	// slog.Default(). Nothing of the message content is logged.
 	Logger *slog.Logger
-	// Notify, if set, is called after each newly stored message has also
-	// been marked on the server (not for duplicates), to kick the engine's
-	// loop. It must not block.
+	// Notify, if set, is called after each newly stored message (not for
+	// duplicates), to kick the engine's loop; the message is marked on the
+	// server after that, with the others of its batch. It must not block.
 	Notify func()
 	// ObserveLag, if set, gets the ingest lag of each newly stored message:
 	// from INTERNALDATE (whole seconds) to stored.
@@ -412,19 +413,44 @@ func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidVali
 		return fmt.Errorf("search: server returned a dynamic UID set %v", set)
 	}
 
-	// Metadata first, bodies one at a time: the order of items in a FETCH
-	// response is the server's choice, and the UID, size and date must be
-	// known before the body is streamed.
+	// Metadata first: the order of items in a FETCH response is the
+	// server's choice, and the UID, size and date must be known before the
+	// body is streamed.
 	metas, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
 	if err != nil {
 		return fmt.Errorf("fetch metadata: %w", err)
 	}
 	sort.Slice(metas, func(i, j int) bool { return metas[i].UID < metas[j].UID })
+	for len(metas) > 0 {
+		n := min(len(metas), batchSize)
+		if err := in.ingestBatch(ctx, c, uidValidity, metas[:n]); err != nil {
+			return err
+		}
+		metas = metas[n:]
+	}
+	return nil
+}
+
+// ingestBatch is the most messages whose bodies are asked for at once, and
+// marked together once stored. A crash re-fetches at most this many stored
+// messages, which the spool recognises.
+const batchSize = 32
+
+// ingestBatch stores the bodies of metas, then marks those it stored in
+// one command. The bodies come in one UID FETCH, streamed one after the
+// other into the spool, so a message does not wait a round trip per
+// message before it. A body is only taken once its UID is known (go-imap
+// itself relies on a server sending the UID before a literal to route
+// the response); a server that does otherwise ends the session.
+func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) error {
+	raws := make(map[imap.UID]Raw, len(metas))
+	var set imap.UIDSet
 	for _, m := range metas {
 		if m.UID == 0 {
 			continue
 		}
-		raw := Raw{
+		set.AddNum(m.UID)
+		raws[m.UID] = Raw{
 			Mailbox:      in.opts.Mailbox,
 			UIDValidity:  uidValidity,
 			UID:          uint32(m.UID),
@@ -432,38 +458,72 @@ func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidVali
 			Oversize:     in.opts.MaxSize > 0 && m.RFC822Size > in.opts.MaxSize,
 			InternalDate: m.InternalDate,
 		}
-		if err := in.ingestOne(ctx, c, raw); err != nil {
-			return fmt.Errorf("uid %d: %w", raw.UID, err)
-		}
 	}
-	return nil
-}
-
-// ingestOne streams one body into the spool, then marks the message.
-func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, raw Raw) error {
-	start := time.Now()
-	uid := imap.UIDSetNum(imap.UID(raw.UID))
-	cmd := c.Fetch(uid, &imap.FetchOptions{
+	if len(set) == 0 {
+		return nil
+	}
+	cmd := c.Fetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 	})
-	msg := cmd.Next()
-	if msg == nil {
-		// Expunged by someone else meanwhile.
-		return cmd.Close()
+	var stored imap.UIDSet
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		uid, err := in.ingestOne(ctx, c, msg, raws)
+		if err != nil {
+			// What was stored is marked next time, when the spool
+			// recognises it. Closing reads and drops the rest (at once
+			// when the connection was closed).
+			_ = cmd.Close()
+			if uid != 0 {
+				return fmt.Errorf("uid %d: %w", uid, err)
+			}
+			return err
+		}
+		stored.AddNum(uid)
 	}
-	var lit imap.LiteralReader
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("fetch bodies: %w", err)
+	}
+	// Stored but not yet marked: the window a crash may hit. Whatever ended
+	// ctx, nothing more may happen on the server.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(stored) == 0 {
+		return nil
+	}
+	return in.mark(c, stored)
+}
+
+// ingestOne streams the body in msg, one answer of the batch's FETCH, into
+// the spool, and says which UID it was.
+func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, msg *imapclient.FetchMessageData, raws map[imap.UID]Raw) (imap.UID, error) {
+	start := time.Now()
+	var (
+		uid imap.UID
+		lit imap.LiteralReader
+	)
 	for item := msg.Next(); item != nil; item = msg.Next() {
-		if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
-			lit = b.Literal
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = item.UID
+		case imapclient.FetchItemDataBodySection:
+			lit = item.Literal
+		}
+		if lit != nil {
 			break
 		}
 	}
-	if lit == nil {
-		if err := cmd.Close(); err != nil {
-			return fmt.Errorf("fetch body: %w", err)
-		}
-		return errors.New("fetch body: server sent no body")
+	raw, ok := raws[uid]
+	switch {
+	case lit == nil:
+		return uid, errors.New("fetch body: server sent no body")
+	case uid == 0:
+		c.Close()
+		return 0, errors.New("fetch body: server sent a body before its UID")
+	case !ok:
+		c.Close()
+		return uid, errors.New("fetch body: server sent a message that was not asked for")
 	}
 
 	body := &countingReader{r: lit}
@@ -476,19 +536,7 @@ func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, raw Raw
 		// then fails fast and the client's reader is released.
 		c.Close()
 		_, _ = io.Copy(io.Discard, lit)
-		_ = cmd.Close()
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("fetch body: %w", err)
-	}
-	// Stored but not yet marked: the window a crash may hit. Whatever ended
-	// ctx, nothing more may happen on the server.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := in.mark(c, uid); err != nil {
-		return err
+		return uid, fmt.Errorf("spool: %w", err)
 	}
 
 	lag := in.opts.Now().Sub(raw.InternalDate)
@@ -503,7 +551,7 @@ func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, raw Raw
 			in.opts.Notify()
 		}
 	}
-	return nil
+	return uid, nil
 }
 
 // mark records on the server that the message is stored.

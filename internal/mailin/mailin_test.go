@@ -94,6 +94,7 @@ func TestIngest(t *testing.T) {
 			srv.deliver(t, testMessage(msgIDs[2]))
 			srv.deliver(t, testMessage(msgIDs[3]))
 			notified.waitFor(t, ctx, 4)
+			waitMarked(t, srv.addr, tt.processed, 4)
 			r.stop(t)
 
 			recs := spool.snapshot()

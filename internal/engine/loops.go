@@ -21,11 +21,27 @@ import (
 // mailin marks the message on the server.
 type Spool struct{ DB *store.Store }
 
-// Store implements mailin.Spool.
-func (s Spool) Store(ctx context.Context, m mailin.Raw, body io.Reader) (mailin.Stored, error) {
-	id, dup, err := s.DB.StoreRaw(ctx, store.RawMeta{Mailbox: m.Mailbox, UIDValidity: m.UIDValidity, UID: m.UID,
+// Stage implements mailin.Spool.
+func (s Spool) Stage(_ context.Context, m mailin.Raw, body io.Reader) (mailin.Staged, error) {
+	return s.DB.StageRaw(store.RawMeta{Mailbox: m.Mailbox, UIDValidity: m.UIDValidity, UID: m.UID,
 		Oversize: m.Oversize, ReceivedAt: m.InternalDate}, body)
-	return mailin.Stored{ID: id, Duplicate: dup}, err
+}
+
+// Commit implements mailin.Spool.
+func (s Spool) Commit(ctx context.Context, staged []mailin.Staged) ([]mailin.Stored, error) {
+	raws := make([]*store.StagedRaw, len(staged))
+	for i, st := range staged {
+		raws[i] = st.(*store.StagedRaw)
+	}
+	res, err := s.DB.CommitRaws(ctx, raws)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mailin.Stored, len(res))
+	for i, r := range res {
+		out[i] = mailin.Stored{ID: r.ID, Duplicate: r.Duplicate}
+	}
+	return out, nil
 }
 
 // Queue is the store's outbox as mailout's worker sees it.

@@ -279,7 +279,8 @@ func waitMarked(t testing.TB, addr, processed string, n int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if processed != "" {
-			if len(mailboxContents(t, addr, processed)) >= n {
+			// Without MOVE the copy comes before the expunge.
+			if len(mailboxContents(t, addr, processed)) >= n && len(mailboxContents(t, addr, "INBOX")) == 0 {
 				return
 			}
 		} else {

@@ -64,13 +64,21 @@ type Stored struct {
 
 // Spool is where raw inbound messages go (the store's inbound table).
 //
-// Store must read body to EOF and make the bytes durable before it returns
-// without error: the message is marked on the server right after. It must be
-// idempotent on Message-ID + content hash, answering Duplicate for a message
-// it already has. It must not hold the whole body in memory.
+// Stage must read body to EOF and keep the message, without holding a large
+// body in memory; it records nothing yet. Commit must record the staged
+// messages, in order, and make them durable before it returns without
+// error: they are marked on the server right after. It must be idempotent
+// on Message-ID + content hash, answering Duplicate for a message it
+// already has (also one earlier in the same Commit). A message staged and
+// never committed is as if it had never been read.
 type Spool interface {
-	Store(ctx context.Context, m Raw, body io.Reader) (Stored, error)
+	Stage(ctx context.Context, m Raw, body io.Reader) (Staged, error)
+	Commit(ctx context.Context, staged []Staged) ([]Stored, error)
 }
+
+// Staged is a message a Spool has read and not yet recorded; only that
+// Spool knows what it holds.
+type Staged any
 
 // Security is how the IMAP connection is protected.
 type Security string
@@ -436,12 +444,14 @@ func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidVali
 // messages, which the spool recognises.
 const batchSize = 32
 
-// ingestBatch stores the bodies of metas, then marks those it stored in
-// one command. The bodies come in one UID FETCH, streamed one after the
-// other into the spool, so a message does not wait a round trip per
-// message before it. A body is only taken once its UID is known (go-imap
-// itself relies on a server sending the UID before a literal to route
-// the response); a server that does otherwise ends the session.
+// ingestBatch stores the bodies of metas, then marks them in one command.
+// The bodies come in one UID FETCH, each read into the spool as it
+// arrives, so a message does not wait a round trip per message before it;
+// they are committed together (one fsync), except that what is staged is
+// committed before a large body streams in, so that a reply does not wait
+// for a medical file behind it. A body is only taken once its UID is known
+// (go-imap itself relies on a server sending the UID before a literal to
+// route the response); a server that does otherwise ends the session.
 func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) error {
 	raws := make(map[imap.UID]Raw, len(metas))
 	var set imap.UIDSet
@@ -466,23 +476,38 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidVa
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 	})
-	var stored imap.UIDSet
+	var (
+		b      = &batch{in: in}
+		stored imap.UIDSet
+	)
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		uid, err := in.ingestOne(ctx, c, msg, raws)
+		uid, lit, err := bodyOf(msg, raws)
+		if err == nil && raws[uid].Size > commitBefore {
+			err = b.commit(ctx, &stored)
+		}
+		if err == nil {
+			err = b.stage(ctx, raws[uid], lit)
+		}
 		if err != nil {
-			// What was stored is marked next time, when the spool
-			// recognises it. Closing reads and drops the rest (at once
-			// when the connection was closed).
+			// Nothing uncommitted is marked: it comes again next time.
+			// Dropping the connection releases the client's reader at
+			// once; Close then reads no more.
+			c.Close()
+			if lit != nil {
+				_, _ = io.Copy(io.Discard, lit)
+			}
 			_ = cmd.Close()
 			if uid != 0 {
 				return fmt.Errorf("uid %d: %w", uid, err)
 			}
 			return err
 		}
-		stored.AddNum(uid)
 	}
 	if err := cmd.Close(); err != nil {
 		return fmt.Errorf("fetch bodies: %w", err)
+	}
+	if err := b.commit(ctx, &stored); err != nil {
+		return err
 	}
 	// Stored but not yet marked: the window a crash may hit. Whatever ended
 	// ctx, nothing more may happen on the server.
@@ -495,63 +520,94 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidVa
 	return in.mark(c, stored)
 }
 
-// ingestOne streams the body in msg, one answer of the batch's FETCH, into
-// the spool, and says which UID it was.
-func (in *Ingester) ingestOne(ctx context.Context, c *imapclient.Client, msg *imapclient.FetchMessageData, raws map[imap.UID]Raw) (imap.UID, error) {
-	start := time.Now()
+// commitBefore is the size above which a message's body takes long enough
+// to stream and write that the messages staged before it are committed
+// (and handed to the engine) first.
+const commitBefore = 256 << 10
+
+// bodyOf reads the items of one FETCH answer up to the body and says which
+// of the messages asked for it is.
+func bodyOf(msg *imapclient.FetchMessageData, raws map[imap.UID]Raw) (imap.UID, imap.LiteralReader, error) {
 	var (
 		uid imap.UID
 		lit imap.LiteralReader
 	)
+	// Stop at the body: the next item comes only once it has been read.
 	for item := msg.Next(); item != nil; item = msg.Next() {
-		switch item := item.(type) {
-		case imapclient.FetchItemDataUID:
-			uid = item.UID
-		case imapclient.FetchItemDataBodySection:
-			lit = item.Literal
+		if u, ok := item.(imapclient.FetchItemDataUID); ok {
+			uid = u.UID
 		}
-		if lit != nil {
+		if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+			lit = b.Literal
 			break
 		}
 	}
-	raw, ok := raws[uid]
+	_, asked := raws[uid]
 	switch {
 	case lit == nil:
-		return uid, errors.New("fetch body: server sent no body")
+		return uid, nil, errors.New("fetch body: server sent no body")
 	case uid == 0:
-		c.Close()
-		return 0, errors.New("fetch body: server sent a body before its UID")
-	case !ok:
-		c.Close()
-		return uid, errors.New("fetch body: server sent a message that was not asked for")
+		return 0, lit, errors.New("fetch body: server sent a body before its UID")
+	case !asked:
+		return uid, lit, errors.New("fetch body: server sent a message that was not asked for")
 	}
+	return uid, lit, nil
+}
 
+// batch is the messages of one FETCH read into the spool and not yet
+// committed.
+type batch struct {
+	in     *Ingester
+	raws   []Raw
+	staged []Staged
+	began  []time.Time
+}
+
+// stage reads one body into the spool.
+func (b *batch) stage(ctx context.Context, raw Raw, lit imap.LiteralReader) error {
+	began := time.Now()
 	body := &countingReader{r: lit}
-	stored, err := in.spool.Store(ctx, raw, body)
+	st, err := b.in.spool.Stage(ctx, raw, body)
 	if err == nil && body.n != lit.Size() {
 		err = fmt.Errorf("spool read %d of %d bytes", body.n, lit.Size())
 	}
 	if err != nil {
-		// Drop the connection rather than download the rest: the literal
-		// then fails fast and the client's reader is released.
-		c.Close()
-		_, _ = io.Copy(io.Discard, lit)
-		return uid, fmt.Errorf("spool: %w", err)
+		return fmt.Errorf("spool: %w", err)
 	}
+	b.raws = append(b.raws, raw)
+	b.staged = append(b.staged, st)
+	b.began = append(b.began, began)
+	return nil
+}
 
-	lag := in.opts.Now().Sub(raw.InternalDate)
-	in.log.Info("mail ingested", "uid", raw.UID, "size", raw.Size, "oversize", raw.Oversize,
-		"id", stored.ID, "duplicate", stored.Duplicate, "lag", lag.Round(time.Millisecond),
-		"took", time.Since(start).Round(time.Millisecond))
-	if !stored.Duplicate {
-		if in.opts.ObserveLag != nil {
-			in.opts.ObserveLag(lag)
-		}
-		if in.opts.Notify != nil {
-			in.opts.Notify()
+// commit records what is staged, adds it to stored (to be marked), and
+// hands each new message to the engine (Notify).
+func (b *batch) commit(ctx context.Context, stored *imap.UIDSet) error {
+	if len(b.staged) == 0 {
+		return nil
+	}
+	res, err := b.in.spool.Commit(ctx, b.staged)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	in := b.in
+	for i, raw := range b.raws {
+		stored.AddNum(imap.UID(raw.UID))
+		lag := in.opts.Now().Sub(raw.InternalDate)
+		in.log.Info("mail ingested", "uid", raw.UID, "size", raw.Size, "oversize", raw.Oversize,
+			"id", res[i].ID, "duplicate", res[i].Duplicate, "lag", lag.Round(time.Millisecond),
+			"took", time.Since(b.began[i]).Round(time.Millisecond))
+		if !res[i].Duplicate {
+			if in.opts.ObserveLag != nil {
+				in.opts.ObserveLag(lag)
+			}
+			if in.opts.Notify != nil {
+				in.opts.Notify()
+			}
 		}
 	}
-	return uid, nil
+	b.raws, b.staged, b.began = b.raws[:0], b.staged[:0], b.began[:0]
+	return nil
 }
 
 // mark records on the server that the message is stored.

@@ -1,9 +1,11 @@
 package mailin_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -253,6 +255,32 @@ func TestIngestUIDValidityChange(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestIngestBatch: messages found together are fetched together and
+// committed together (one fsync for a batch of replies), except that a
+// reply found before a large message (a medical file) is committed, and
+// handed to the engine, before that body streams in; the large message
+// and the reply after it go together. All are marked.
+func TestIngestBatch(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt"})
+	large := append(testMessage("file@example.test"), bytes.Repeat([]byte("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n"), 5000)...)
+	srv.deliver(t, testMessage("a@example.test"))
+	srv.deliver(t, testMessage("b@example.test"))
+	srv.deliver(t, large)
+	srv.deliver(t, testMessage("c@example.test"))
+	start(t, in)
+	if _, err := spool.waitFor(waitCtx(t), hasNew("a@example.test", "b@example.test", "file@example.test", "c@example.test")); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"a@example.test", "b@example.test"}, {"file@example.test", "c@example.test"}}
+	if got := spool.commitBatches(); !reflect.DeepEqual(got, want) {
+		t.Errorf("committed %q, want %q", got, want)
+	}
+	waitMailbox(t, srv.addr, "Verwerkt", 4)
 }
 
 // TestIngestOversize: a message over MaxSize is stored whole, flagged

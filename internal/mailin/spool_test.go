@@ -24,14 +24,15 @@ type fileSpool struct {
 	dir string
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every Store
+	changed chan struct{} // closed and replaced on every message committed
 	keys    map[string]int64
 	records []record
+	commits [][]string // the Message-IDs of each Commit, in order
 
-	// hook, if set, runs after a message is durably stored and before
-	// Store returns (a crash simulation cancels the context here).
+	// hook, if set, runs after a message is recorded and before Commit
+	// returns (a crash simulation cancels the context here).
 	hook func(r record)
-	// fail, if set, makes Store fail for a record when it returns an error.
+	// fail, if set, makes Stage fail for a record when it returns an error.
 	fail func(r record) error
 }
 
@@ -48,61 +49,85 @@ func newFileSpool(t testing.TB) *fileSpool {
 	return &fileSpool{dir: t.TempDir(), changed: make(chan struct{}), keys: map[string]int64{}}
 }
 
-func (s *fileSpool) Store(ctx context.Context, m mailin.Raw, body io.Reader) (mailin.Stored, error) {
+// Stage streams the body to a file, fsynced, and reads its Message-ID.
+func (s *fileSpool) Stage(ctx context.Context, m mailin.Raw, body io.Reader) (mailin.Staged, error) {
 	f, err := os.CreateTemp(s.dir, "msg-*.eml")
 	if err != nil {
-		return mailin.Stored{}, err
+		return nil, err
 	}
 	defer f.Close()
 	h := sha256.New()
 	buf := make([]byte, 32<<10)
 	if _, err := io.CopyBuffer(io.MultiWriter(f, h), body, buf); err != nil {
 		os.Remove(f.Name())
-		return mailin.Stored{}, fmt.Errorf("copy body: %w", err)
+		return nil, fmt.Errorf("copy body: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return mailin.Stored{}, err
+		return nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return mailin.Stored{}, err
+		return nil, err
 	}
 	hdr, _ := textproto.NewReader(bufio.NewReader(io.LimitReader(f, 1<<20))).ReadMIMEHeader()
-	r := record{Raw: m, MessageID: strings.Trim(strings.TrimSpace(hdr.Get("Message-Id")), "<>"), SHA256: hex.EncodeToString(h.Sum(nil)), Path: f.Name()}
+	r := &record{Raw: m, MessageID: strings.Trim(strings.TrimSpace(hdr.Get("Message-Id")), "<>"), SHA256: hex.EncodeToString(h.Sum(nil)), Path: f.Name()}
 	if s.fail != nil {
-		if err := s.fail(r); err != nil {
+		if err := s.fail(*r); err != nil {
 			os.Remove(f.Name())
-			return mailin.Stored{}, err
+			return nil, err
 		}
 	}
-
-	s.mu.Lock()
-	key := r.MessageID + "\x00" + r.SHA256
-	if id, ok := s.keys[key]; ok {
-		r.Stored = mailin.Stored{ID: id, Duplicate: true}
-		os.Remove(f.Name())
-		r.Path = filepath.Join(s.dir, "dup")
-	} else {
-		id := int64(len(s.keys) + 1)
-		s.keys[key] = id
-		r.Stored = mailin.Stored{ID: id}
-	}
-	s.records = append(s.records, r)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	hook := s.hook
-	s.mu.Unlock()
-
-	if hook != nil {
-		hook(r)
-	}
-	return r.Stored, nil
+	return r, nil
 }
 
-// snapshot returns every Store call so far.
+// Commit records the staged messages, deduping on Message-ID + SHA-256.
+func (s *fileSpool) Commit(ctx context.Context, staged []mailin.Staged) ([]mailin.Stored, error) {
+	out := make([]mailin.Stored, len(staged))
+	var ids []string
+	for _, st := range staged {
+		ids = append(ids, st.(*record).MessageID)
+	}
+	s.mu.Lock()
+	s.commits = append(s.commits, ids)
+	s.mu.Unlock()
+	for i, st := range staged {
+		r := *st.(*record)
+		s.mu.Lock()
+		key := r.MessageID + "\x00" + r.SHA256
+		if id, ok := s.keys[key]; ok {
+			r.Stored = mailin.Stored{ID: id, Duplicate: true}
+			os.Remove(r.Path)
+			r.Path = filepath.Join(s.dir, "dup")
+		} else {
+			id := int64(len(s.keys) + 1)
+			s.keys[key] = id
+			r.Stored = mailin.Stored{ID: id}
+		}
+		s.records = append(s.records, r)
+		close(s.changed)
+		s.changed = make(chan struct{})
+		hook := s.hook
+		s.mu.Unlock()
+
+		if hook != nil {
+			hook(r)
+		}
+		out[i] = r.Stored
+	}
+	return out, nil
+}
+
+// snapshot returns every message committed so far.
 func (s *fileSpool) snapshot() []record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]record(nil), s.records...)
+}
+
+// commitBatches returns the Message-IDs committed together, per Commit.
+func (s *fileSpool) commitBatches() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]string(nil), s.commits...)
 }
 
 // waitFor blocks until pred holds for the records, or ctx ends.

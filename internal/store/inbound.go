@@ -54,55 +54,96 @@ const maxHeader = 64 << 10
 
 // StoreRaw stores one raw message durably (in its row when small, else in
 // a file, fsynced) and records it before the caller marks it on the IMAP
-// server. A message stored before (same Message-ID and content hash) is
-// recognised: dup is true and the existing row's ID is returned, so a
-// crash between storing and marking leads to exactly one processing.
+// server: StageRaw and CommitRaws for one message.
 func (s *Store) StoreRaw(ctx context.Context, meta RawMeta, r io.Reader) (id int64, dup bool, err error) {
-	// A small message is committed in its row; a larger one streams to a
-	// file, fsynced, before the row names it.
+	st, err := s.StageRaw(meta, r)
+	if err != nil {
+		return 0, false, err
+	}
+	res, err := s.CommitRaws(ctx, []*StagedRaw{st})
+	if err != nil {
+		return 0, false, err
+	}
+	return res[0].ID, res[0].Duplicate, nil
+}
+
+// StagedRaw is a raw message read by StageRaw and not yet recorded.
+type StagedRaw struct {
+	meta  RawMeta
+	body  []byte // the bytes, when small; else in the file rel
+	rel   string
+	sha   string
+	size  int64
+	msgID string
+}
+
+// RawStored is what CommitRaws made of a staged message.
+type RawStored struct {
+	// ID is the inbound row (of the first copy, for a duplicate).
+	ID int64
+	// Duplicate: the message was stored before (same Message-ID and
+	// content hash), e.g. fetched again after a crash before the IMAP mark.
+	Duplicate bool
+}
+
+// StageRaw reads one raw message to EOF: a small one into memory, a larger
+// one into a file, fsynced. Nothing is recorded until CommitRaws.
+func (s *Store) StageRaw(meta RawMeta, r io.Reader) (*StagedRaw, error) {
 	head := &headWriter{max: maxHeader}
 	body, rel, sha, size, err := s.putBody("inbound", ".eml", io.TeeReader(r, head), inlineRaw)
 	if err != nil {
-		return 0, false, fmt.Errorf("store raw: %w", err)
+		return nil, fmt.Errorf("store raw: %w", err)
 	}
-	msgID := head.messageID()
+	return &StagedRaw{meta: meta, body: body, rel: rel, sha: sha, size: size, msgID: head.messageID()}, nil
+}
 
-	// Fetched again after a crash before the IMAP mark: the same row (and,
-	// for a large message, the same file).
-	var existing int64
-	err = s.queryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&existing)
-	if err == nil {
-		return existing, true, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, false, fmt.Errorf("store raw: %w", err)
-	}
-	received := meta.ReceivedAt
-	if received.IsZero() {
-		received = time.Now()
-	}
-	err = s.tx(ctx, func(tx *writeTx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(message_id, sha256) DO NOTHING RETURNING id`,
-			msgID, sha, size, rel, meta.Mailbox, meta.UIDValidity, meta.UID, meta.Oversize, ms(received)).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Stored meanwhile by another fetch of the same message; a
-			// purged one stays purged.
-			return tx.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, msgID, sha).Scan(&id)
+// CommitRaws records staged messages, in order, in one transaction (one
+// fsync for a batch of replies), before the caller marks them on the IMAP
+// server. A message stored before (same Message-ID and content hash, also
+// earlier in the same batch) is recognised: Duplicate is set and the
+// existing row's ID returned, so a crash between storing and marking leads
+// to exactly one processing. A large duplicate's file is the one already
+// recorded (files are named by content).
+func (s *Store) CommitRaws(ctx context.Context, staged []*StagedRaw) ([]RawStored, error) {
+	out := make([]RawStored, len(staged))
+	err := s.tx(ctx, func(tx *writeTx) error {
+		for i, st := range staged {
+			received := st.meta.ReceivedAt
+			if received.IsZero() {
+				received = time.Now()
+			}
+			m := st.meta
+			err := tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT(message_id, sha256) DO NOTHING RETURNING id`,
+				st.msgID, st.sha, st.size, st.rel, m.Mailbox, m.UIDValidity, m.UID, m.Oversize, ms(received)).Scan(&out[i].ID)
+			if errors.Is(err, sql.ErrNoRows) {
+				// Stored before; a purged one stays purged.
+				out[i].Duplicate = true
+				err = tx.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, st.msgID, st.sha).Scan(&out[i].ID)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if st.rel != "" {
+				continue
+			}
+			// The bytes in a row of their own: marking the message rewrites
+			// only the inbound row (see migration 0004).
+			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_body(inbound_id, body) VALUES (?, ?)`, out[i].ID, st.body); err != nil {
+				return err
+			}
 		}
-		if err != nil || rel != "" {
-			return err
-		}
-		// The bytes in a row of their own: marking the message rewrites
-		// only the inbound row (see migration 0004).
-		_, err = tx.ExecContext(ctx, `INSERT INTO inbound_body(inbound_id, body) VALUES (?, ?)`, id, body)
-		return err
+		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("store raw: %w", err)
+		return nil, fmt.Errorf("store raw: %w", err)
 	}
-	return id, false, nil
+	return out, nil
 }
 
 // inlineRaw is the largest inbound message kept in its row rather than in

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,7 +157,7 @@ feed:
 		t.Fatalf("killer: %v\n%s", killErr, logTail(dir, 40))
 	}
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d cases failed; first: %v\n%s", len(errs), started, errs[0], logTail(dir, 40))
+		t.Fatalf("%d of %d cases failed; first: %v\n%s\n%s", len(errs), started, errs[0], caseLog(dir, errs[0]), logTail(dir, 20))
 	}
 	// Let the daemon finish what it sends after the last answer (e.g. a
 	// backoffice notice), then stop it cleanly.
@@ -177,10 +178,22 @@ feed:
 
 // settle waits until the daemon's mail has been quiet for a moment.
 func settle(ctx context.Context, x *bench.External) {
+	// The daemon's store, read beside it (SQLite WAL): a mail a kill cut
+	// off is sent again only once its sent copy has not come for the
+	// configured wait (3 s), which quiet traffic alone does not show.
+	st, err := store.Open(ctx, x.DataDir(), nil)
+	if err == nil {
+		defer st.Close()
+	}
 	last := -1
 	for {
 		n := x.Box.Traffic().Outbound
-		if n == last {
+		pending := false
+		if st != nil {
+			o, err := st.OutboxStats(ctx)
+			pending = err == nil && o.Queued+o.Sending > 0
+		}
+		if n == last && !pending {
 			return
 		}
 		last = n
@@ -290,6 +303,29 @@ func check(t *testing.T, x *bench.External, dones []*bench.Done, started, kills 
 	}
 	t.Logf("audit chain verified: %d entries; %d cases completed, each with %d daemon mails", n, len(cases), per)
 }
+
+// caseLog is every line of the daemon's log in dir about the case a
+// failure names ([SO-2026-0008] in its subject): its steps and the
+// deliveries of its mails, across the kills.
+func caseLog(dir string, failure error) string {
+	ref := caseRef.FindString(failure.Error())
+	if ref == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		return "daemon.log: " + err.Error()
+	}
+	var lines []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if strings.Contains(l, ref) || strings.Contains(l, strings.ToLower(ref)) {
+			lines = append(lines, l)
+		}
+	}
+	return "daemon.log, lines about " + ref + ":\n" + strings.Join(lines, "\n")
+}
+
+var caseRef = regexp.MustCompile(`SO-\d{4}-\d{4}`)
 
 // logTail is the end of the daemon's log in dir, for a failure's message:
 // the test's directory is gone once it fails.

@@ -205,7 +205,7 @@ func New(opts *Options) (*World, error) {
 		Logger:       slogPrintf{w.log},
 	})
 	w.smtpSrv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{w: w, helo: c.Hostname()}, nil
+		return &session{w: w, helo: c.Hostname(), conn: peerOf(c.Conn())}, nil
 	}))
 	w.smtpSrv.Domain = Hostname
 	w.smtpSrv.MaxMessageBytes = o.MaxMessageBytes
@@ -218,8 +218,43 @@ func New(opts *Options) (*World, error) {
 	w.smtpSrv.ErrorLog = slogPrintf{w.log}
 
 	go w.imapSrv.Serve(w.imapLn)
-	go w.smtpSrv.Serve(w.smtpLn)
+	go w.smtpSrv.Serve(peerListener{w.smtpLn})
 	return w, nil
+}
+
+// peerListener hands out connections that note when the client closed its
+// side (see session.Data).
+type peerListener struct{ net.Listener }
+
+func (l peerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &peerConn{Conn: c}, nil
+}
+
+// peerConn notes that a read reached the end of the client's stream.
+type peerConn struct {
+	net.Conn
+	ended atomic.Bool
+}
+
+func (c *peerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == io.EOF {
+		c.ended.Store(true)
+	}
+	return n, err
+}
+
+// peerOf finds the peerConn under c (below TLS, after STARTTLS).
+func peerOf(c net.Conn) *peerConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	pc, _ := c.(*peerConn)
+	return pc
 }
 
 // slogPrintf adapts the servers' Printf loggers to slog.
@@ -499,6 +534,7 @@ func appendTo(u *user, folder string, msg []byte, now time.Time) (string, error)
 // session is one SMTP transaction stream.
 type session struct {
 	w     *World
+	conn  *peerConn // nil if the connection is not one of ours
 	helo  string
 	from  string
 	size  int64 // MAIL FROM SIZE=, 0 when not given
@@ -511,6 +547,7 @@ var (
 	errBadAddress       = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
 	errDeliveryFailed   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again"}
 	errNoRecipients     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	errTruncated        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Connection closed in the middle of the message"}
 )
 
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
@@ -572,6 +609,13 @@ func (s *session) Data(r io.Reader) error {
 	msg, err := readMessage(r, head, min(s.size, s.w.opts.MaxMessageBytes))
 	if err != nil {
 		return err // the size limit error is already an SMTPError
+	}
+	if s.conn != nil && s.conn.ended.Load() {
+		// The client closed the connection while the message was read:
+		// go-smtp (v0.25) takes a BDAT chunk cut short by the close as
+		// whole, so a sender killed during its last chunk would have a
+		// truncated message delivered. A real MTA drops it; so does this.
+		return errTruncated
 	}
 	raw := msg[len(head):len(msg):len(msg)]
 	if err := s.w.deliver(s.from, s.helo, s.rcpts, msg, raw, id, now); err != nil {

@@ -1,11 +1,15 @@
 package mailworld_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,5 +427,56 @@ func TestMessageTooLarge(t *testing.T) {
 	}
 	if got := w.Inbox("so@secondopinion.test"); len(got) != 0 {
 		t.Errorf("too large message delivered")
+	}
+}
+
+// TestCutOffInTheLastChunk: a sender that dies in the middle of its last
+// BDAT chunk (the connection closes before the announced octets came) has
+// nothing delivered, as with a real MTA; the next complete message is.
+func TestCutOffInTheLastChunk(t *testing.T) {
+	t.Parallel()
+	var accepted atomic.Int32
+	w := newWorld(t, &mailworld.Options{OnAccept: func(string, []string, []byte) { accepted.Add(1) }})
+	conn, err := net.Dial("tcp", w.SMTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	reply := func(want string) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the reply: %v", err)
+			}
+			if !strings.HasPrefix(line, want) {
+				t.Fatalf("reply %q, want %s", line, want)
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return
+			}
+		}
+	}
+	raw := message("afgebroken")
+	reply("220")
+	fmt.Fprintf(conn, "EHLO client.test\r\n")
+	reply("250")
+	fmt.Fprintf(conn, "MAIL FROM:<jan@werknemer.test>\r\n")
+	reply("250")
+	fmt.Fprintf(conn, "RCPT TO:<so@secondopinion.test>\r\n")
+	reply("250")
+	fmt.Fprintf(conn, "BDAT %d LAST\r\n", len(raw)+1000)
+	conn.Write(raw) // 1000 octets short
+	conn.Close()
+
+	// A complete message after it, on a new connection: once it is in, the
+	// cut-off one has long been dealt with.
+	if err := send(t, w, "jan@werknemer.test", []string{"so@secondopinion.test"}, message("heel")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	got := w.Inbox("so@secondopinion.test")
+	if len(got) != 1 || accepted.Load() != 1 {
+		t.Fatalf("%d messages delivered (%d accepted), want only the complete one", len(got), accepted.Load())
 	}
 }

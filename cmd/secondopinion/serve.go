@@ -73,10 +73,12 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 			if err != nil {
 				return err
 			}
-			worker := mailout.NewWorker(engine.Queue{Store: w.Store}, &mailout.Transport{
+			transport := &mailout.Transport{
 				Addr: fmt.Sprintf("%s:%d", cfg.SMTP.Host, cfg.SMTP.Port), Security: cfg.SMTP.Security,
 				AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
-			})
+			}
+			defer transport.Close() // QUIT on the connections kept for the next mail
+			worker := mailout.NewWorker(engine.Queue{Store: w.Store}, transport)
 			worker.Logger = logger
 			if cfg.SMTP.SentCopy.Address != "" {
 				worker.Copies, worker.CopyWait = ing.SentCopies(cfg.SMTP.SentCopy.Address), cfg.SMTP.SentCopy.Wait

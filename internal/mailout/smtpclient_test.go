@@ -389,6 +389,129 @@ func scripted(t *testing.T, script func(s *scriptConn)) (string, <-chan struct{}
 
 func addr(l net.Listener) string { return l.Addr().String() }
 
+// scriptedConns is scripted for several connections, accepted one after
+// the other, each played by its own script.
+func scriptedConns(t *testing.T, scripts ...func(s *scriptConn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	errs := make([]error, len(scripts))
+	go func() {
+		defer close(done)
+		for i, script := range scripts {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			s := &scriptConn{conn: conn, r: bufio.NewReader(conn)}
+			script(s)
+			conn.Close()
+			errs[i] = s.err
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for i, err := range errs {
+			if errors.Is(err, errScript) {
+				t.Errorf("connection %d: %v", i+1, err)
+			}
+		}
+	})
+	return addr(l)
+}
+
+// deliverMail plays one accepted mail transaction on a session that has
+// said EHLO.
+func deliverMail(s *scriptConn) {
+	s.expect("MAIL FROM:")
+	s.say("250 2.1.0 OK")
+	s.expect("RCPT TO:")
+	s.say("250 2.1.5 OK")
+	s.expect("DATA")
+	s.say("354 go ahead")
+	s.dataWire()
+	s.say("250 2.0.0 queued")
+}
+
+func greet(s *scriptConn) {
+	s.say("220 script.example ESMTP")
+	s.expect("EHLO ")
+	s.say("250 script.example")
+}
+
+// The connection is kept for the next mail: three mails, one connection,
+// one greeting and EHLO; QUIT when the transport is closed. The script
+// accepts one connection only: a second would leave a mail hanging.
+func TestDeliverKeepsTheConnection(t *testing.T) {
+	a := scriptedConns(t, func(s *scriptConn) {
+		greet(s)
+		for range 3 {
+			deliverMail(s)
+		}
+		s.expect("QUIT")
+		s.say("221 bye")
+	})
+	tr := &Transport{Addr: a, Timeout: 10 * time.Second}
+	for i := range 3 {
+		if err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg)); err != nil {
+			t.Fatalf("mail %d: %v", i+1, err)
+		}
+	}
+	tr.Close()
+}
+
+// A kept connection the server has ended is not used: closed while idle,
+// ended with a 421 while idle, or answering the next MAIL with 421. Each
+// time the mail goes over a new connection, once.
+func TestDeliverAfterTheServerEndedTheConnection(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(s *scriptConn) // after the first mail
+	}{
+		{"closed", func(s *scriptConn) {}},
+		{"421 while idle", func(s *scriptConn) { s.say("421 4.4.2 idle too long, closing") }},
+		{"421 to MAIL", func(s *scriptConn) {
+			s.expect("MAIL FROM:")
+			s.say("421 4.3.2 shutting down")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ended := make(chan struct{})
+			a := scriptedConns(t,
+				func(s *scriptConn) {
+					greet(s)
+					deliverMail(s)
+					tt.end(s)
+					close(ended)
+				},
+				func(s *scriptConn) {
+					greet(s)
+					deliverMail(s)
+					s.expect("QUIT")
+					s.say("221 bye")
+				})
+			tr := &Transport{Addr: a, Timeout: 10 * time.Second}
+			if err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg)); err != nil {
+				t.Fatalf("first mail: %v", err)
+			}
+			if tt.name != "421 to MAIL" {
+				<-ended
+				time.Sleep(20 * time.Millisecond) // the close or the 421 reaches the client's socket
+			}
+			if err := tr.Deliver(context.Background(), "so@example.test", []string{"b@example.net"}, strings.NewReader(testMsg)); err != nil {
+				t.Fatalf("second mail: %v", err)
+			}
+			tr.Close()
+		})
+	}
+}
+
 // Over DATA (no CHUNKING offered) the wire carries the message stuffed
 // and with CRLF line ends; SIZE is declared when the server takes it.
 func TestDeliverDataWire(t *testing.T) {
@@ -409,6 +532,7 @@ func TestDeliverDataWire(t *testing.T) {
 	if err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, iotest.HalfReader(strings.NewReader(body))); err != nil {
 		t.Fatal(err)
 	}
+	tr.Close() // the kept connection ends with QUIT
 	<-done
 	if string(gotWire) != want {
 		t.Errorf("wire %q\nwant %q", gotWire, want)
@@ -464,6 +588,7 @@ func TestDeliverMultiLineRefusal(t *testing.T) {
 	})
 	tr := &Transport{Addr: a, Timeout: 10 * time.Second}
 	err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net"}, strings.NewReader(testMsg))
+	tr.Close() // reset, the connection was kept; it ends with QUIT
 	var de *DeliveryError
 	if !errors.As(err, &de) {
 		t.Fatalf("err = %v", err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -54,6 +55,18 @@ type Transport struct {
 	// Dial opens the TCP connection; nil uses net.Dialer. Tests wrap the
 	// connection to record the SMTP transcript.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// IdleTimeout is how long a connection is kept for the next mail after
+	// one went out; default DefaultIdleTimeout; negative: a connection per
+	// mail, ended with QUIT.
+	IdleTimeout time.Duration
+	// MaxIdle is how many connections are kept; default DefaultParallel
+	// (the outbox's lanes).
+	MaxIdle int
+
+	mu     sync.Mutex
+	idle   []*session // kept connections, the most recently used last
+	closed bool
 
 	// noChunking makes the client use DATA even when the server offers
 	// CHUNKING, so tests can run the DATA path against servers that
@@ -146,6 +159,11 @@ func classify(err error, rcpt string) *DeliveryError {
 // the connection is dropped before the last chunk or the final dot, so a
 // truncated message is never delivered. When the whole message went out
 // and no reply came, the error is uncertain (IsUncertain).
+//
+// The connection is kept for the next mail (see IdleTimeout): a mail does
+// not pay for connecting, EHLO, STARTTLS and AUTH again. When a kept
+// connection turns out to be gone (or the server says 421) before any
+// recipient was given, the mail goes over a new connection instead.
 func (t *Transport) Deliver(ctx context.Context, from string, to []string, body io.Reader) error {
 	if len(to) == 0 {
 		return &DeliveryError{Permanent: true, Msg: "no recipients"}
@@ -177,22 +195,88 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	if s := t.take(); s != nil {
+		again, err := t.transact(ctx, s, true, from, to, body)
+		if !again {
+			return err
+		}
+	}
+	s, err := t.open(ctx, hello)
+	if err != nil {
+		return err
+	}
+	_, err = t.transact(ctx, s, false, from, to, body)
+	return err
+}
+
+// session is a connection that has said EHLO (and STARTTLS and AUTH, as
+// configured) and may carry mail.
+type session struct {
+	c     *client
+	raw   net.Conn
+	since time.Time // when it was last put aside
+}
+
+// open connects and makes a session ready for MAIL.
+func (t *Transport) open(ctx context.Context, hello string) (*session, error) {
 	raw, loopback, err := t.dial(ctx)
 	if err != nil {
-		return classify(err, "")
+		return nil, classify(err, "")
 	}
-	quitting := false
+	ok := false
 	defer func() {
-		if !quitting {
+		if !ok {
 			raw.Close()
 		}
 	}()
 	// Closing the socket interrupts whatever the client waits for; the
-	// deadline bounds each read and write by the same timeout.
+	// deadline bounds each read and write.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
+	}
+	wrap := func(err error) error {
+		if ctx.Err() != nil {
+			return &DeliveryError{Msg: "delivery interrupted: " + context.Cause(ctx).Error(), Err: ctx.Err()}
+		}
+		return classify(err, "")
+	}
+	c, err := t.handshake(ctx, raw, loopback, hello)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if !c.isTLS && !loopback && !t.AllowInsecure {
+		return nil, &DeliveryError{Msg: fmt.Sprintf("server %s offers no TLS", t.Addr), Err: ErrInsecure}
+	}
+	if t.Username != "" {
+		if !c.isTLS && !loopback {
+			return nil, &DeliveryError{Msg: "credentials would be sent in clear", Err: ErrInsecure}
+		}
+		if err := c.auth(t.Username, t.Password); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	ok = true
+	return &session{c: c, raw: raw}, nil
+}
+
+// transact runs one mail transaction on s, and keeps s for the next mail
+// when it ends cleanly (accepted, or refused and reset). again says that
+// a kept session failed before any recipient was given, so nothing was
+// sent: the caller may try once more on a new connection.
+func (t *Transport) transact(ctx context.Context, s *session, kept bool, from string, to []string, body io.Reader) (again bool, err error) {
+	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
+	keep := false
+	defer func() {
+		if stop() && keep {
+			t.put(s)
+		} else {
+			s.raw.Close()
+		}
+	}()
+	if dl, ok := ctx.Deadline(); ok {
+		s.raw.SetDeadline(dl)
 	}
 	wrap := func(err error, rcpt string) error {
 		if ctx.Err() != nil {
@@ -200,31 +284,21 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 		}
 		return classify(err, rcpt)
 	}
-
-	c, err := t.handshake(ctx, raw, loopback, hello)
-	if err != nil {
-		return wrap(err, "")
-	}
-	if !c.isTLS && !loopback && !t.AllowInsecure {
-		return &DeliveryError{Msg: fmt.Sprintf("server %s offers no TLS", t.Addr), Err: ErrInsecure}
-	}
-	if t.Username != "" {
-		if !c.isTLS && !loopback {
-			return &DeliveryError{Msg: "credentials would be sent in clear", Err: ErrInsecure}
-		}
-		if err := c.auth(t.Username, t.Password); err != nil {
-			return wrap(err, "")
-		}
-	}
+	c := s.c
 	if err := c.mail(from, bodySize(body)); err != nil {
-		return wrap(err, "")
+		var de *DeliveryError
+		gone := !errors.As(err, &de) || de.Code == 421
+		if kept && gone && ctx.Err() == nil {
+			return true, err
+		}
+		return false, wrap(err, "")
 	}
 	var refused *DeliveryError
 	for _, rcpt := range to {
 		if err := c.rcpt(rcpt); err != nil {
 			d := classify(err, rcpt)
 			if ctx.Err() != nil || d.Code == 0 {
-				return wrap(err, rcpt)
+				return false, wrap(err, rcpt)
 			}
 			// A temporary refusal outranks a permanent one: the message
 			// is retried, and a recipient refused for good fails again.
@@ -234,38 +308,104 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 		}
 	}
 	if refused != nil {
-		c.cmd(250, "RSET")
-		c.quit()
-		return refused
+		_, err := c.cmd(250, "RSET")
+		keep = err == nil
+		return false, refused
 	}
 	sent, err := c.sendBody(body, !t.noChunking)
 	if err != nil {
 		var be *bodyError
 		switch {
 		case errors.As(err, &be):
-			return &DeliveryError{Msg: "sending data: " + be.Error(), Err: err}
+			return false, &DeliveryError{Msg: "sending data: " + be.Error(), Err: err}
 		case sent:
 			msg := "no reply to the end of the message: " + err.Error()
 			if ctx.Err() != nil {
 				msg = "delivery interrupted waiting for the reply to the end of the message: " + context.Cause(ctx).Error()
 			}
-			return &DeliveryError{Uncertain: true, Msg: msg, Err: err}
+			return false, &DeliveryError{Uncertain: true, Msg: msg, Err: err}
 		}
-		return wrap(err, "")
+		return false, wrap(err, "")
 	}
-	// The message is accepted. Say so at once, so the outbox records the
-	// delivery before anything else can go wrong: a crash between the
-	// server's 250 and that record sends the message again (with the same
-	// Message-ID), and the reply to QUIT is not worth widening that window.
-	// QUIT goes in the background, bounded by a short deadline; a failing
-	// QUIT changes nothing.
-	quitting = true
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	go func() {
-		c.quit()
-		raw.Close()
-	}()
+	// The message is accepted: say so at once, so the outbox records the
+	// delivery before anything else can go wrong (a crash between the
+	// server's 250 and that record sends the message again).
+	keep = true
+	return false, nil
+}
+
+// take returns a kept session that still looks usable, or nil. Sessions
+// idle too long, closed by the server, or with words from it waiting (a
+// 421 on its way out) are ended.
+func (t *Transport) take() *session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.idle) > 0 {
+		s := t.idle[len(t.idle)-1]
+		t.idle = t.idle[:len(t.idle)-1]
+		if time.Since(s.since) <= t.idleTimeout() && s.c.br.Buffered() == 0 && peerQuiet(s.raw) {
+			return s
+		}
+		go quit(s)
+	}
 	return nil
+}
+
+// put keeps s for the next mail, or ends it when enough are kept.
+func (t *Transport) put(s *session) {
+	s.raw.SetDeadline(time.Time{})
+	s.since = time.Now()
+	t.mu.Lock()
+	if !t.closed && t.idleTimeout() > 0 && len(t.idle) < t.maxIdle() {
+		t.idle = append(t.idle, s)
+		s = nil
+	}
+	t.mu.Unlock()
+	if s != nil {
+		go quit(s)
+	}
+}
+
+// quit ends a session politely (QUIT), bounded by a short deadline.
+func quit(s *session) {
+	s.raw.SetDeadline(time.Now().Add(10 * time.Second))
+	s.c.quit()
+	s.raw.Close()
+}
+
+// Close ends the kept connections (QUIT). Deliver still works after it,
+// one connection per mail.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle, t.closed = nil, true
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range idle {
+		wg.Go(func() { quit(s) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// DefaultIdleTimeout is how long a connection is kept for the next mail.
+// Servers end an idle SMTP session after minutes (Postfix's smtpd_timeout
+// is 300 s, less under stress), and a connection the server has closed is
+// noticed before it is used.
+const DefaultIdleTimeout = 20 * time.Second
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout == 0 {
+		return DefaultIdleTimeout
+	}
+	return t.IdleTimeout
+}
+
+func (t *Transport) maxIdle() int {
+	if t.MaxIdle > 0 {
+		return t.MaxIdle
+	}
+	return DefaultParallel
 }
 
 // handshake reads the greeting, says EHLO and, per Security, starts TLS.

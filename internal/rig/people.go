@@ -218,7 +218,9 @@ func (c MailClient) Compose(p *Person, id, to, subject, text, inReplyTo string, 
 // with mailout's client, so BDAT when the server offers CHUNKING. Without
 // TLS, as before: the rig's servers are local test servers.
 func (c MailClient) Submit(ctx context.Context, from, to string, raw []byte) error {
-	t := &mailout.Transport{Addr: c.SMTPAddr, Security: mailout.SecurityPlain, AllowInsecure: true}
+	// One connection per mail, ended at once: a client that sends a mail
+	// now and then keeps nothing open.
+	t := &mailout.Transport{Addr: c.SMTPAddr, Security: mailout.SecurityPlain, AllowInsecure: true, IdleTimeout: -1}
 	if err := t.Deliver(ctx, from, []string{to}, bytes.NewReader(raw)); err != nil {
 		return fmt.Errorf("%s sends: %w", from, err)
 	}

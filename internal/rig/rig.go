@@ -161,14 +161,15 @@ type Rig struct {
 	// People by address; physicians have their own keys.
 	People map[string]*Person
 
-	smtpAddr string
-	dir      string
-	stop     context.CancelFunc
-	done     chan error
-	seenMu   sync.Mutex
-	seen     map[string]bool
-	msgMu    sync.Mutex
-	msgN     int
+	smtpAddr  string
+	dir       string
+	transport *mailout.Transport
+	stop      context.CancelFunc
+	done      chan error
+	seenMu    sync.Mutex
+	seen      map[string]bool
+	msgMu     sync.Mutex
+	msgN      int
 }
 
 // Start builds and starts the rig; Close stops it.
@@ -279,7 +280,8 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	if err != nil {
 		return nil, err
 	}
-	worker := mailout.NewWorker(engine.Queue{Store: st}, &mailout.Transport{Addr: r.smtpAddr, Security: mailout.SecurityPlain, HelloName: ServiceDomain})
+	r.transport = &mailout.Transport{Addr: r.smtpAddr, Security: mailout.SecurityPlain, HelloName: ServiceDomain}
+	worker := mailout.NewWorker(engine.Queue{Store: st}, r.transport)
 	worker.Clock = engine.WorkerClock{Clock: r.Clock}
 	worker.Logger = o.Logger
 	worker.Copies = ing.SentCopies(SentCopyAddress(o.ServiceLocalPart))
@@ -298,6 +300,9 @@ func (r *Rig) Close() error {
 		r.stop()
 		errs = append(errs, <-r.done)
 		r.stop = nil
+	}
+	if r.transport != nil {
+		errs = append(errs, r.transport.Close())
 	}
 	if r.Store != nil {
 		errs = append(errs, r.Store.Close())

@@ -6,11 +6,11 @@
 // BEFORE it is marked on the server (moved to the processed folder, or
 // flagged \Seen), so a crash between the two makes the message come back;
 // the spool recognises it by Message-ID and content hash and it is only
-// marked then. The bodies of the messages found are asked for at once
-// (pipelined) and marked together once stored. Bodies are streamed from the IMAP literal into the spool with
-// a fixed buffer, so memory does not grow with message size. Messages over
-// the size limit are still stored, flagged Oversize, for quarantine; they are
-// never parsed here.
+// marked then. The bodies of the messages found come in one FETCH, are
+// committed together and marked together once stored. Bodies are streamed
+// from the IMAP literal into the spool with a fixed buffer, so memory does
+// not grow with message size. Messages over the size limit are still
+// stored, flagged Oversize, for quarantine; they are never parsed here.
 //
 // The loop connects, logs in, selects the mailbox, checks UIDVALIDITY
 // (RFC 3501 section 2.3.1.1: a change invalidates every UID; since the
@@ -439,7 +439,7 @@ func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidVali
 	return nil
 }
 
-// ingestBatch is the most messages whose bodies are asked for at once, and
+// batchSize is the most messages whose bodies are asked for at once, and
 // marked together once stored. A crash re-fetches at most this many stored
 // messages, which the spool recognises.
 const batchSize = 32

@@ -312,12 +312,12 @@ func caseLog(dir string, failure error) string {
 	if ref == "" {
 		return ""
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	all, err := logLines(dir)
 	if err != nil {
 		return "daemon.log: " + err.Error()
 	}
 	var lines []string
-	for l := range strings.SplitSeq(string(b), "\n") {
+	for _, l := range all {
 		if strings.Contains(l, ref) || strings.Contains(l, strings.ToLower(ref)) {
 			lines = append(lines, l)
 		}
@@ -330,10 +330,18 @@ var caseRef = regexp.MustCompile(`SO-\d{4}-\d{4}`)
 // logTail is the end of the daemon's log in dir, for a failure's message:
 // the test's directory is gone once it fails.
 func logTail(dir string, lines int) string {
-	b, err := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	all, err := logLines(dir)
 	if err != nil {
 		return "daemon.log: " + err.Error()
 	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return "daemon.log, last lines:\n" + strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// logLines reads the daemon's log in dir.
+func logLines(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n"), nil
 }

@@ -276,23 +276,21 @@ func debugLogger(l *testenv.LogBuffer) *slog.Logger {
 // ingester. The caller checks the outcome (checkMarked).
 func waitMarked(t testing.TB, addr, processed string, n int) {
 	t.Helper()
+	if processed != "" {
+		waitMailbox(t, addr, processed, n)
+		waitMailbox(t, addr, "INBOX", 0) // without MOVE the copy comes before the expunge
+		return
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if processed != "" {
-			// Without MOVE the copy comes before the expunge.
-			if len(mailboxContents(t, addr, processed)) >= n && len(mailboxContents(t, addr, "INBOX")) == 0 {
-				return
+		seen := 0
+		for _, m := range mailboxContents(t, addr, "INBOX") {
+			if m.Seen {
+				seen++
 			}
-		} else {
-			seen := 0
-			for _, m := range mailboxContents(t, addr, "INBOX") {
-				if m.Seen {
-					seen++
-				}
-			}
-			if seen >= n {
-				return
-			}
+		}
+		if seen >= n {
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

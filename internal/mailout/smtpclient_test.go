@@ -360,38 +360,15 @@ var errScript = errors.New("script")
 // test fails if the client did not say what the script expected.
 func scripted(t *testing.T, script func(s *scriptConn)) (string, <-chan struct{}) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var s *scriptConn
-	go func() {
-		defer close(done)
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(20 * time.Second))
-		s = &scriptConn{conn: conn, r: bufio.NewReader(conn)}
-		script(s)
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		if s != nil && errors.Is(s.err, errScript) {
-			t.Errorf("%v", s.err)
-		}
-	})
-	return addr(l), done
+	return scriptedConns(t, script)
 }
 
 func addr(l net.Listener) string { return l.Addr().String() }
 
 // scriptedConns is scripted for several connections, accepted one after
-// the other, each played by its own script.
-func scriptedConns(t *testing.T, scripts ...func(s *scriptConn)) string {
+// the other, each played by its own script; the channel is closed when the
+// last has ended.
+func scriptedConns(t *testing.T, scripts ...func(s *scriptConn)) (string, <-chan struct{}) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -422,7 +399,7 @@ func scriptedConns(t *testing.T, scripts ...func(s *scriptConn)) string {
 			}
 		}
 	})
-	return addr(l)
+	return addr(l), done
 }
 
 // deliverMail plays one accepted mail transaction on a session that has
@@ -448,7 +425,7 @@ func greet(s *scriptConn) {
 // one greeting and EHLO; QUIT when the transport is closed. The script
 // accepts one connection only: a second would leave a mail hanging.
 func TestDeliverKeepsTheConnection(t *testing.T) {
-	a := scriptedConns(t, func(s *scriptConn) {
+	a, _ := scriptedConns(t, func(s *scriptConn) {
 		greet(s)
 		for range 3 {
 			deliverMail(s)
@@ -483,7 +460,7 @@ func TestDeliverAfterTheServerEndedTheConnection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ended := make(chan struct{})
-			a := scriptedConns(t,
+			a, _ := scriptedConns(t,
 				func(s *scriptConn) {
 					greet(s)
 					deliverMail(s)

@@ -135,6 +135,15 @@ func IsUncertain(err error) bool {
 	return errors.As(err, &de) && de.Uncertain
 }
 
+// interrupted is classify, except that a failure because ctx ended (the
+// delivery's timeout, or shutdown) says so.
+func interrupted(ctx context.Context, err error, rcpt string) *DeliveryError {
+	if ctx.Err() != nil {
+		return &DeliveryError{Recipient: rcpt, Msg: "delivery interrupted: " + context.Cause(ctx).Error(), Err: ctx.Err()}
+	}
+	return classify(err, rcpt)
+}
+
 // classify turns any error from the SMTP exchange into a DeliveryError;
 // failure replies already are one.
 func classify(err error, rcpt string) *DeliveryError {
@@ -236,15 +245,9 @@ func (t *Transport) open(ctx context.Context, hello string) (*session, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
-	wrap := func(err error) error {
-		if ctx.Err() != nil {
-			return &DeliveryError{Msg: "delivery interrupted: " + context.Cause(ctx).Error(), Err: ctx.Err()}
-		}
-		return classify(err, "")
-	}
 	c, err := t.handshake(ctx, raw, loopback, hello)
 	if err != nil {
-		return nil, wrap(err)
+		return nil, interrupted(ctx, err, "")
 	}
 	if !c.isTLS && !loopback && !t.AllowInsecure {
 		return nil, &DeliveryError{Msg: fmt.Sprintf("server %s offers no TLS", t.Addr), Err: ErrInsecure}
@@ -254,7 +257,7 @@ func (t *Transport) open(ctx context.Context, hello string) (*session, error) {
 			return nil, &DeliveryError{Msg: "credentials would be sent in clear", Err: ErrInsecure}
 		}
 		if err := c.auth(t.Username, t.Password); err != nil {
-			return nil, wrap(err)
+			return nil, interrupted(ctx, err, "")
 		}
 	}
 	ok = true
@@ -278,12 +281,6 @@ func (t *Transport) transact(ctx context.Context, s *session, kept bool, from st
 	if dl, ok := ctx.Deadline(); ok {
 		s.raw.SetDeadline(dl)
 	}
-	wrap := func(err error, rcpt string) error {
-		if ctx.Err() != nil {
-			return &DeliveryError{Recipient: rcpt, Msg: "delivery interrupted: " + context.Cause(ctx).Error(), Err: ctx.Err()}
-		}
-		return classify(err, rcpt)
-	}
 	c := s.c
 	if err := c.mail(from, bodySize(body)); err != nil {
 		var de *DeliveryError
@@ -291,14 +288,14 @@ func (t *Transport) transact(ctx context.Context, s *session, kept bool, from st
 		if kept && gone && ctx.Err() == nil {
 			return true, err
 		}
-		return false, wrap(err, "")
+		return false, interrupted(ctx, err, "")
 	}
 	var refused *DeliveryError
 	for _, rcpt := range to {
 		if err := c.rcpt(rcpt); err != nil {
 			d := classify(err, rcpt)
 			if ctx.Err() != nil || d.Code == 0 {
-				return false, wrap(err, rcpt)
+				return false, interrupted(ctx, err, rcpt)
 			}
 			// A temporary refusal outranks a permanent one: the message
 			// is retried, and a recipient refused for good fails again.
@@ -325,7 +322,7 @@ func (t *Transport) transact(ctx context.Context, s *session, kept bool, from st
 			}
 			return false, &DeliveryError{Uncertain: true, Msg: msg, Err: err}
 		}
-		return false, wrap(err, "")
+		return false, interrupted(ctx, err, "")
 	}
 	// The message is accepted: say so at once, so the outbox records the
 	// delivery before anything else can go wrong (a crash between the

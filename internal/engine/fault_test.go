@@ -251,6 +251,41 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 }
 
+// A crash leaves files no row names (a document sealed for a decision
+// that never committed, a write cut off in tmp/): the daemon removes them
+// when it starts, once they are a day old, and says so.
+func TestFaultLeftoversSweptAtStart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	dir := e.st.Dir()
+	orphan, _, _, err := e.st.PutFile("documents", bytes.NewReader(fileOf("brief.pdf", 4096)[0].Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join("tmp", "put-1")
+	if err := os.WriteFile(filepath.Join(dir, cut), []byte("cut off"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recent, _, _, _ := e.st.PutFile("outbox", strings.NewReader("composed a moment ago"))
+	old := time.Now().Add(-25 * time.Hour)
+	for _, p := range []string{orphan, cut} {
+		if err := os.Chtimes(filepath.Join(dir, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.runLoops(engine.Loops{InboundPoll: time.Hour, SweepSpec: "@every 1h"})
+	eventually(t, 10*time.Second, "the leftovers were not removed", func() bool {
+		_, err1 := os.Stat(filepath.Join(dir, orphan))
+		_, err2 := os.Stat(filepath.Join(dir, cut))
+		return errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist)
+	})
+	if _, err := os.Stat(filepath.Join(dir, recent)); err != nil {
+		t.Errorf("a file written a moment ago was removed: %v", err)
+	}
+	eventually(t, 5*time.Second, "no log line says what was removed", func() bool {
+		return strings.Contains(lineWith(e.log.String(), `msg="file sweep"`), "removed=2")
+	})
+}
+
 // fileOf is one attachment of n pseudo-random (incompressible) bytes.
 func fileOf(name string, n int) []rig.File {
 	b := make([]byte, n)

@@ -237,6 +237,13 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 	}); err != nil {
 		return fmt.Errorf("key schedule %q: %w", keysSpec, err)
 	}
+	if _, err := c.AddFunc(fileSweepSpec, func() { e.sweepFiles(context.WithoutCancel(ctx)) }); err != nil {
+		return fmt.Errorf("file sweep schedule: %w", err)
+	}
+	goLoop("file sweep", func() error {
+		e.sweepFiles(context.WithoutCancel(ctx))
+		return nil
+	})
 	// A case that waits for a key imported while the daemon was down
 	// resumes now, not at the next daily check.
 	goLoop("key check", func() error {
@@ -253,6 +260,25 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// fileSweepSpec is when the data dir is swept daily, besides at start.
+const fileSweepSpec = "30 5 * * *"
+
+// fileSweepAge is how long a file no row names is left alone: long past
+// any decision or ingest that is about to name it.
+const fileSweepAge = 24 * time.Hour
+
+// sweepFiles removes the files a crash or a failed step left behind (see
+// store.SweepFiles).
+func (e *Engine) sweepFiles(ctx context.Context) {
+	// The wall clock, not the engine's: the files' times are the system's.
+	n, err := e.o.Store.SweepFiles(ctx, time.Now().Add(-fileSweepAge))
+	if err != nil {
+		e.log.Error("file sweep", "err", err, "removed", n)
+	} else if n > 0 {
+		e.log.Info("file sweep", "removed", n, "what", "files in the data dir no row names, left by a crash or a failed step")
+	}
 }
 
 // cronLogger lets robfig/cron log through slog (a recovered panic in a

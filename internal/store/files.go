@@ -3,12 +3,15 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // fileBuffer batches the small writes of a stream (an encryptor behind a
@@ -19,7 +22,7 @@ const fileBuffer = 256 << 10
 // by the SHA-256 of its content, fsyncs it and its directory, and returns
 // the path relative to the data dir. Writing the same content twice yields
 // the same file. The caller names the path in a row committed afterwards;
-// a file whose row never commits is harmless.
+// a file whose row never commits is removed by SweepFiles.
 func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, err error) {
 	return s.putFile(sub, "", r)
 }
@@ -93,6 +96,63 @@ func (s *Store) OpenFile(rel string) (*os.File, error) {
 		return nil, fmt.Errorf("open %q: not a data-dir path", rel)
 	}
 	return os.Open(filepath.Join(s.dir, rel))
+}
+
+// removeFiles removes data-dir files no row names any more; one it
+// cannot remove is left to SweepFiles.
+func (s *Store) removeFiles(rels []string) {
+	for _, rel := range rels {
+		os.Remove(filepath.Join(s.dir, rel))
+	}
+}
+
+// SweepFiles removes what a crash or a failed step left in the data dir:
+// the files under inbound/, outbox/ and documents/ that no row names (one
+// written for a decision that never committed, an outbox file whose mail
+// was sent just before a crash), and what tmp/ holds (a write cut off). A
+// file is removed only when it was last written before 'before', so that
+// one whose row is about to commit, in this process or in a command's, is
+// left alone: the daemon passes a day ago. It returns how many it removed.
+func (s *Store) SweepFiles(ctx context.Context, before time.Time) (removed int, err error) {
+	named := map[string]bool{}
+	rows, err := s.queryContext(ctx, `SELECT path FROM documents
+		UNION ALL SELECT path FROM inbound WHERE path != ''
+		UNION ALL SELECT path FROM outbox WHERE path IS NOT NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("sweep files: %w", err)
+	}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sweep files: %w", err)
+		}
+		named[filepath.Clean(p)] = true
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("sweep files: %w", err)
+	}
+	for _, sub := range []string{"inbound", "outbox", "documents", "tmp"} {
+		entries, err := os.ReadDir(filepath.Join(s.dir, sub))
+		if err != nil {
+			return removed, fmt.Errorf("sweep files: %w", err)
+		}
+		for _, e := range entries {
+			rel := filepath.Join(sub, e.Name())
+			if !e.Type().IsRegular() || named[rel] {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil || !info.ModTime().Before(before) {
+				continue // gone meanwhile, or maybe about to be named
+			}
+			if err := os.Remove(filepath.Join(s.dir, rel)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return removed, fmt.Errorf("sweep files: %w", err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
 }
 
 func syncDir(dir string) error {

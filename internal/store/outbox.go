@@ -137,25 +137,45 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 // knowing (see InFlightOutbox) — and that the mails in sent were
 // delivered. refused lists the mails left alone: in sending, those no
 // longer queued; in sent, those neither queued nor sending.
+//
+// A mail marked sent loses its bytes: the row keeps who sent what to whom
+// and when (the audit log keeps which documents it disclosed), the body
+// goes in the same transaction, or its file right after the commit. A
+// copy is not needed to send it again, and the service's sent-copy folder
+// holds what went out. Each body belongs to one row: it carries the
+// row's Message-ID.
 func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
+	var files []string
 	err = s.tx(ctx, func(tx *writeTx) error {
-		refused = nil
-		for _, m := range []struct {
-			q   string
-			ids []int64
-		}{
-			{`UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, sending},
-			{`UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1
-				WHERE id = ? AND status IN ('queued', 'sending')`, sent},
-		} {
-			for _, id := range m.ids {
-				res, err := tx.ExecContext(ctx, m.q, ms(now), id)
-				if err != nil {
-					return err
-				}
-				if n, _ := res.RowsAffected(); n == 0 {
-					refused = append(refused, id)
-				}
+		refused, files = nil, nil
+		for _, id := range sending {
+			res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				refused = append(refused, id)
+			}
+		}
+		for _, id := range sent {
+			var path string
+			err := tx.QueryRowContext(ctx, `SELECT COALESCE(path, '') FROM outbox WHERE id = ? AND status IN ('queued', 'sending')`, id).Scan(&path)
+			if errors.Is(err, sql.ErrNoRows) {
+				refused = append(refused, id)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1, path = NULL
+				WHERE id = ?`, ms(now), id); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox_body WHERE outbox_id = ?`, id); err != nil {
+				return err
+			}
+			if path != "" {
+				files = append(files, path)
 			}
 		}
 		return nil
@@ -163,6 +183,9 @@ func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
+	// A file not removed now (a crash first, an I/O error) is named by no
+	// row any more: SweepFiles removes it.
+	s.removeFiles(files)
 	return refused, nil
 }
 

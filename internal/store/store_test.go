@@ -73,7 +73,7 @@ func TestOpenCreatesPrivateDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if v, _ := s2.SchemaVersion(ctx); v != 4 {
+	if v, _ := s2.SchemaVersion(ctx); v != 5 {
 		t.Errorf("schema version %d", v)
 	}
 	if _, err := s2.CaseByRef(ctx, c.Ref); err != nil {
@@ -228,10 +228,72 @@ func TestOutboxLifecycle(t *testing.T) {
 	if len(due) != 1 || due[0].Attempts != 1 {
 		t.Fatalf("retry %+v", due)
 	}
-	s.OutboxSent(ctx, due[0].ID, t0.Add(time.Minute))
+	if _, err := os.Stat(filepath.Join(s.dir, rel)); err != nil {
+		t.Fatalf("the body went before the mail was sent: %v", err)
+	}
+	if err := s.OutboxSent(ctx, due[0].ID, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	st, _ := s.OutboxStats(ctx)
 	if st.Queued != 0 || st.Sent != 1 || st.Failed != 1 {
 		t.Errorf("stats %+v", st)
+	}
+	// Sent mail keeps no bytes; failed mail keeps them for the backoffice.
+	if _, err := os.Stat(filepath.Join(s.dir, rel)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file of a sent mail is kept: %v", err)
+	}
+	var n int
+	s.db.QueryRow(`SELECT COUNT(*) FROM outbox_body WHERE outbox_id = ?`, items[1].ID).Scan(&n)
+	if n != 1 {
+		t.Error("the body of a failed mail is gone")
+	}
+	s.Enqueue(ctx, OutboxRow{MessageID: "<c@so>", From: "f", To: []string{"d@x"}, Body: []byte("c")}, t0)
+	small, _ := s.DueOutbox(ctx, t0, 10)
+	if len(small) != 1 {
+		t.Fatalf("%d due", len(small))
+	}
+	if err := s.OutboxSent(ctx, small[0].ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	s.db.QueryRow(`SELECT COUNT(*) FROM outbox_body WHERE outbox_id = ?`, small[0].ID).Scan(&n)
+	if n != 0 {
+		t.Error("the body of a sent mail is kept in the database")
+	}
+}
+
+// The sweep removes files no row names once they are old enough, and
+// whatever tmp/ holds; a named file, or a recent one, stays.
+func TestSweepFiles(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	named, _, _, _ := s.PutFile("outbox", strings.NewReader("queued mail"))
+	s.Enqueue(ctx, OutboxRow{MessageID: "<a@so>", From: "f", To: []string{"a@x"}, Path: named}, t0)
+	doc, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateIntake, t0),
+		Documents: []DocumentRow{{SHA256: sha, Kind: "medical", Title: "Brief", Size: size, Path: doc}}, Now: t0})
+	orphanOut, _, _, _ := s.PutFile("outbox", strings.NewReader("composed, decision never committed"))
+	orphanDoc, _, _, _ := s.PutFile("documents", strings.NewReader("sealed, decision never committed"))
+	recent, _, _, _ := s.PutFile("inbound", strings.NewReader("staged a moment ago"))
+	tmp := filepath.Join("tmp", "put-123")
+	os.WriteFile(filepath.Join(s.dir, tmp), []byte("cut off"), 0o600)
+	old := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{named, doc, orphanOut, orphanDoc, tmp} {
+		if err := os.Chtimes(filepath.Join(s.dir, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.SweepFiles(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 3 {
+		t.Errorf("removed %d, %v; want 3", n, err)
+	}
+	for p, kept := range map[string]bool{named: true, doc: true, recent: true, orphanOut: false, orphanDoc: false, tmp: false} {
+		_, err := os.Stat(filepath.Join(s.dir, p))
+		if kept && err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+		if !kept && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s kept: %v", p, err)
+		}
 	}
 }
 
@@ -583,7 +645,8 @@ func TestAlertsAreResolved(t *testing.T) {
 
 // An upgrade from schema 3, which kept small mail in the inbound and outbox
 // rows: queued mail and stored messages read back byte for byte from the
-// tables the bytes moved to.
+// tables the bytes moved to; mail sent before loses its bytes (schema 5),
+// its file at the file sweep.
 func TestUpgradeMovesBodiesApart(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
@@ -617,20 +680,38 @@ func TestUpgradeMovesBodiesApart(t *testing.T) {
 	}{
 		{`INSERT INTO outbox(message_id, sender, recipients, body, next_attempt, created_at) VALUES ('<q@so>', 'so@x', '["jan@x"]', ?, ?, ?)`, []any{mail, ms(t0), ms(t0)}},
 		{`INSERT INTO inbound(id, message_id, sha256, size, path, body, received_at) VALUES (7, '<r@jan>', 'abc', ?, '', ?, ?)`, []any{len(raw), raw, ms(t0)}},
+		{`INSERT INTO outbox(message_id, sender, recipients, body, status, next_attempt, created_at) VALUES ('<s@so>', 'so@x', '["jan@x"]', 'sent before', 'sent', ?, ?)`, []any{ms(t0), ms(t0)}},
+		{`INSERT INTO outbox(message_id, sender, recipients, path, status, next_attempt, created_at) VALUES ('<f@so>', 'so@x', '["so2@x"]', 'outbox/big', 'sent', ?, ?)`, []any{ms(t0), ms(t0)}},
 	} {
 		if _, err := db.Exec(q.sql, q.args...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	db.Close()
+	big := filepath.Join(dir, "outbox", "big")
+	os.MkdirAll(filepath.Dir(big), 0o700)
+	os.WriteFile(big, []byte("forwarding sent before the upgrade"), 0o600)
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(big, old, old)
 
 	s, err := Open(ctx, dir, nil)
 	if err != nil {
 		t.Fatalf("upgrade: %v", err)
 	}
 	defer s.Close()
-	if v, _ := s.SchemaVersion(ctx); v != 4 {
-		t.Errorf("schema version %d after the upgrade, want 4", v)
+	if v, _ := s.SchemaVersion(ctx); v != 5 {
+		t.Errorf("schema version %d after the upgrade, want 5", v)
+	}
+	var bodies int
+	s.db.QueryRow(`SELECT COUNT(*) FROM outbox_body`).Scan(&bodies)
+	if bodies != 1 {
+		t.Errorf("%d mail bodies after the upgrade, want only the queued one's", bodies)
+	}
+	if n, err := s.SweepFiles(ctx, time.Now().Add(-24*time.Hour)); n != 1 || err != nil {
+		t.Errorf("file sweep after the upgrade removed %d, %v", n, err)
+	}
+	if _, err := os.Stat(big); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file of mail sent before the upgrade is kept: %v", err)
 	}
 	items, err := s.DueOutbox(ctx, t0, 10)
 	if err != nil || len(items) != 1 {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -78,17 +79,33 @@ func (s *Store) PutBody(sub string, r io.Reader, inline int) (body []byte, rel s
 // putBody is PutBody for a file named by its SHA-256 and ext; it also
 // returns the content's SHA-256 and size, wherever the content went.
 func (s *Store) putBody(sub, ext string, r io.Reader, inline int) (body []byte, rel, sha string, size int64, err error) {
-	var small bytes.Buffer
-	if _, err := small.ReadFrom(io.LimitReader(r, int64(inline)+1)); err != nil {
+	// The first inline+1 bytes go into a reused buffer (growing one by
+	// doubling cleared and copied about twice what a large mail holds);
+	// what ends within it is copied out at its size.
+	bp := headBuffers.Get().(*[]byte)
+	defer headBuffers.Put(bp)
+	if cap(*bp) < inline+1 {
+		*bp = make([]byte, inline+1)
+	}
+	head := (*bp)[:inline+1]
+	n, err := io.ReadFull(r, head)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		body = bytes.Clone(head[:n])
+		if body == nil {
+			body = []byte{}
+		}
+		h := sha256.Sum256(body)
+		return body, "", hex.EncodeToString(h[:]), int64(n), nil
+	case err != nil:
 		return nil, "", "", 0, fmt.Errorf("put body: %w", err)
 	}
-	if small.Len() <= inline {
-		h := sha256.Sum256(small.Bytes())
-		return small.Bytes(), "", hex.EncodeToString(h[:]), int64(small.Len()), nil
-	}
-	rel, sha, size, err = s.putFile(sub, ext, io.MultiReader(&small, r))
+	rel, sha, size, err = s.putFile(sub, ext, io.MultiReader(bytes.NewReader(head), r))
 	return nil, rel, sha, size, err
 }
+
+// headBuffers holds the buffers putBody reads the start of a body into.
+var headBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // OpenFile opens a file PutFile wrote.
 func (s *Store) OpenFile(rel string) (*os.File, error) {

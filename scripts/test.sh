@@ -38,6 +38,7 @@ for target in \
 	internal/message:FuzzParse \
 	internal/message:FuzzExtractReply \
 	internal/message:FuzzParseAnswer \
+	internal/message:FuzzBase64 \
 	internal/procedure:FuzzDecide \
 	internal/pgpmime:FuzzRead \
 	internal/mailout:FuzzReadReply \

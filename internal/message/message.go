@@ -213,7 +213,7 @@ func Parse(r io.Reader, opts Options) (*Message, error) {
 	p.headerFields()
 	p.autoReply()
 
-	e, err := gomessage.New(p.m.Header.Header, rest)
+	e, err := newEntity(p.m.Header.Header, rest)
 	if err != nil {
 		p.problem("%v", err)
 	}
@@ -502,26 +502,24 @@ func (p *parser) multipart(e *gomessage.Entity, mt string, params map[string]str
 		p.inReport++
 		defer func() { p.inReport-- }()
 	}
-	mr := e.MultipartReader()
-	if mr == nil {
-		return body{}, nil
-	}
 	if params["boundary"] == "" {
 		p.problem("multipart without boundary")
 		_, err := io.Copy(io.Discard, e.Body)
 		return body{}, err
 	}
+	mr := textproto.NewMultipartReader(e.Body, params["boundary"])
 	var children []body
 	for {
-		child, err := mr.NextPart()
+		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil && child == nil {
+		if err != nil {
 			// A missing closing boundary or garbage: keep what we have.
 			p.problem("%s: %v", mt, err)
 			break
 		}
+		child, err := newEntity(gomessage.Header{Header: part.Header}, part)
 		if err != nil {
 			p.problem("%v", err)
 		}
@@ -680,7 +678,7 @@ func (p *parser) forwarded(e *gomessage.Entity, depth int) error {
 	h := gomail.Header{Header: gomessage.Header{Header: hdr}}
 	sub := &parser{m: &Message{Header: h}}
 	sub.headerFields()
-	inner, err := gomessage.New(h.Header, rest)
+	inner, err := newEntity(h.Header, rest)
 	if err != nil {
 		p.problem("forwarded message: %v", err)
 	}

@@ -1,0 +1,123 @@
+package message
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	gomessage "github.com/emersion/go-message"
+)
+
+// decodeBoth decodes body as a base64 part, with go-message's decoder and
+// with ours (reading it in pieces of the given size when that is > 0).
+func decodeBoth(body []byte, piece int) (want, got []byte, wantErr, gotErr error) {
+	var h gomessage.Header
+	h.Set("Content-Type", "application/pdf")
+	h.Set("Content-Transfer-Encoding", "base64")
+	e, _ := gomessage.New(h, bytes.NewReader(body))
+	want, wantErr = io.ReadAll(e.Body)
+	var r io.Reader = bytes.NewReader(body)
+	switch {
+	case piece == 1:
+		r = iotest.OneByteReader(r)
+	case piece > 1:
+		r = io.MultiReader(bytes.NewReader(body[:min(piece, len(body))]), bytes.NewReader(body[min(piece, len(body)):]))
+	}
+	ours, err := newEntity(h, r)
+	if err != nil {
+		return want, nil, wantErr, err
+	}
+	got, gotErr = io.ReadAll(ours.Body)
+	return want, got, wantErr, gotErr
+}
+
+func TestBase64LikeGoMessage(t *testing.T) {
+	file := make([]byte, 100_003)
+	for i := range file {
+		file[i] = byte(i * 7 % 251)
+	}
+	enc := base64.StdEncoding.EncodeToString(file)
+	var lines strings.Builder
+	for i := 0; i < len(enc); i += 76 {
+		lines.WriteString(enc[i:min(i+76, len(enc))] + "\r\n")
+	}
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+	}{
+		{"a file in lines of 76", lines.String(), true},
+		{"one long line", enc, true},
+		{"indented lines", strings.ReplaceAll(lines.String(), "\r\n", "\r\n \t"), true},
+		{"empty", "", true},
+		{"padding", "QQ==\r\n", true},
+		{"data after the padding", "QQ==QUFB\r\n", false},
+		{"a group cut short", "QUFBQ\r\n", false},
+		{"a character outside the alphabet", "QU*B\r\n", false},
+		{"one character, then a million line breaks", "Q" + strings.Repeat("\r\n", 1<<20), false},
+		{"a group split by line breaks", "QU\r\n\r\nFB" + strings.Repeat("\n", 40000) + "QQ==", true},
+	} {
+		for _, piece := range []int{0, 1, 3, 77} {
+			want, got, wantErr, gotErr := decodeBoth([]byte(tc.body), piece)
+			if (gotErr == nil) != tc.ok || (wantErr == nil) != tc.ok {
+				t.Errorf("%s (pieces of %d): ours %v, go-message %v; want ok=%v", tc.name, piece, gotErr, wantErr, tc.ok)
+			}
+			if tc.ok && !bytes.Equal(got, want) {
+				t.Errorf("%s (pieces of %d): %d bytes decoded, go-message %d", tc.name, piece, len(got), len(want))
+			}
+		}
+	}
+	if _, got, _, _ := decodeBoth([]byte(lines.String()), 0); !bytes.Equal(got, file) {
+		t.Error("the file does not come back")
+	}
+}
+
+// Where go-message decodes a base64 body, ours gives the same bytes; where
+// it refuses one, so does ours.
+func FuzzBase64(f *testing.F) {
+	f.Add([]byte("QUJD\r\nREVG\r\n"), 0)
+	f.Add([]byte("QQ==\r\n"), 1)
+	f.Add([]byte("QQ==QQ==\r\n"), 3)
+	f.Add([]byte(" QU JD\tRE\r\nVG"), 2)
+	f.Fuzz(func(t *testing.T, body []byte, piece int) {
+		want, got, wantErr, gotErr := decodeBoth(body, piece%100)
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Fatalf("go-message: %v, ours: %v", wantErr, gotErr)
+		}
+		if wantErr == nil && !bytes.Equal(want, got) {
+			t.Fatalf("go-message gives %q, ours %q", want, got)
+		}
+	})
+}
+
+// A 1 MiB file in lines of 76, decoded by go-message and by ours.
+func BenchmarkBase64(b *testing.B) {
+	file := make([]byte, 1<<20)
+	for i := range file {
+		file[i] = byte(i * 7 % 251)
+	}
+	enc := base64.StdEncoding.EncodeToString(file)
+	var lines strings.Builder
+	for i := 0; i < len(enc); i += 76 {
+		lines.WriteString(enc[i:min(i+76, len(enc))] + "\r\n")
+	}
+	body := []byte(lines.String())
+	var h gomessage.Header
+	h.Set("Content-Transfer-Encoding", "base64")
+	for _, d := range []struct {
+		name string
+		new  func(gomessage.Header, io.Reader) (*gomessage.Entity, error)
+	}{{"go-message", gomessage.New}, {"ours", newEntity}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(file)))
+			for b.Loop() {
+				e, _ := d.new(h, bytes.NewReader(body))
+				if n, err := io.Copy(io.Discard, e.Body); err != nil || n != int64(len(file)) {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}

@@ -112,7 +112,8 @@ type innerEntity struct {
 // (see reading). The caller closes it. Ahead, it also stores the sealed
 // attachments of a message signed by its sender's registered key: a file
 // whose document row is never committed (the decision quarantines the
-// message after all) is harmless (store.PutFile). A single message read
+// message after all) is removed by the daemon's file sweep
+// (store.SweepFiles). A single message read
 // just before its decision leaves that to the decision, which stores
 // nothing of a message it does not act on.
 func (e *Engine) read(ctx context.Context, in store.Inbound, ahead bool) (r *reading) {

@@ -15,6 +15,10 @@ import (
 	"time"
 )
 
+// subdirs are the data dir's directories of files: raw inbound mail,
+// outgoing mail, sealed documents, and files being written.
+var subdirs = []string{"inbound", "outbox", "documents", "tmp"}
+
 // fileBuffer batches the small writes of a stream (an encryptor behind a
 // pipe, an IMAP literal) into few write system calls.
 const fileBuffer = 256 << 10
@@ -91,10 +95,7 @@ func (s *Store) putBody(sub, ext string, r io.Reader, inline int) (body []byte, 
 	n, err := io.ReadFull(r, head)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		body = bytes.Clone(head[:n])
-		if body == nil {
-			body = []byte{}
-		}
+		body = bytes.Clone(head[:n]) // not nil, even when empty
 		h := sha256.Sum256(body)
 		return body, "", hex.EncodeToString(h[:]), int64(n), nil
 	case err != nil:
@@ -149,7 +150,7 @@ func (s *Store) SweepFiles(ctx context.Context, before time.Time) (removed int, 
 	if err := rows.Close(); err != nil {
 		return 0, fmt.Errorf("sweep files: %w", err)
 	}
-	for _, sub := range []string{"inbound", "outbox", "documents", "tmp"} {
+	for _, sub := range subdirs {
 		entries, err := os.ReadDir(filepath.Join(s.dir, sub))
 		if err != nil {
 			return removed, fmt.Errorf("sweep files: %w", err)

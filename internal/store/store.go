@@ -79,7 +79,7 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	for _, sub := range []string{"inbound", "outbox", "documents", "tmp"} {
+	for _, sub := range subdirs {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}

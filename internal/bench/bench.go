@@ -63,6 +63,9 @@ type Options struct {
 	// `Daemon serve` in a process of its own (always with fsync), and the
 	// peak RSS is that process's alone.
 	Daemon string
+	// IMAP, when set with Daemon, is a given IMAP server that holds the
+	// service's mailbox in place of the mail world's.
+	IMAP *IMAPServer
 	// Timeout bounds the run (default 10 min).
 	Timeout time.Duration
 	// Logger gets the daemon's log (default: discard).
@@ -76,7 +79,10 @@ type Options struct {
 type Result struct {
 	Cases int `json:"cases"`
 	// Daemon is "in-process" (the rig) or "external" (serve, own process).
-	Daemon         string  `json:"daemon"`
+	Daemon string `json:"daemon"`
+	// IMAP is the IMAP server the daemon reads: "mailworld" (the embedded
+	// one) or IMAPServer.Name.
+	IMAP           string  `json:"imap"`
 	Concurrency    int     `json:"concurrency"`
 	AttachmentB    int     `json:"attachment_bytes"`
 	Fsync          bool    `json:"fsync"`
@@ -87,6 +93,11 @@ type Result struct {
 	Reactions int `json:"reactions"`
 	// ReactionByStep is Reaction for each of ReactionSteps.
 	ReactionByStep map[string]Percent `json:"reaction_by_step_ms"`
+	// IMAPNotify is a given IMAP server's own notification delay during
+	// the run (from a message stored to the EXISTS a client in IDLE gets),
+	// measured on a mailbox of its own; IMAPNotifySamples how many.
+	IMAPNotify        *Percent `json:"imap_notify_ms,omitempty"`
+	IMAPNotifySamples int      `json:"imap_notify_samples,omitempty"`
 	// CaseMS is a complete case's wall time (request to completion).
 	CaseMS Percent `json:"case_ms"`
 	// PeakRSSMB is the process's peak RSS: in-process, daemon, mail world
@@ -167,6 +178,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		target *daemon
 		err    error
 	)
+	if o.IMAP != nil && o.Daemon == "" {
+		return nil, errors.New("bench: a given IMAP server needs the daemon in a process of its own")
+	}
+	res.IMAP = "mailworld"
+	if o.IMAP != nil {
+		res.IMAP = o.IMAP.Name
+	}
 	if o.Daemon != "" {
 		target, err = startExternal(ctx, o, res)
 	} else {
@@ -179,6 +197,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Daemon = target.kind
 	employees := Employees("werknemer", 1, o.Cases)
 
+	var probe *notifyProbe
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	if o.IMAP != nil && o.IMAP.Probe != "" {
+		if probe, err = startNotifyProbe(probeCtx, o.IMAP); err != nil {
+			return nil, err
+		}
+	}
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	start := time.Now()
@@ -186,8 +212,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	elapsed := time.Since(start)
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if target.deliveryErr != nil {
+		err = errors.Join(err, target.deliveryErr())
+	}
 	if err != nil {
 		return nil, err
+	}
+	if probe != nil {
+		stopProbe()
+		delays, err := probe.stop()
+		if err != nil {
+			return nil, err
+		}
+		p := Percentiles(delays)
+		res.IMAPNotify, res.IMAPNotifySamples = &p, len(delays)
 	}
 	res.Seconds = elapsed.Seconds()
 	res.CasesPerSecond = float64(len(dones)) / elapsed.Seconds()
@@ -255,7 +293,10 @@ type daemon struct {
 	peakRSS func() int64
 	stop    func() error // stops the daemon (the store may then be opened)
 	cpu     func() time.Duration
-	close   func()
+	// deliveryErr, if set, is the first failed delivery to a given IMAP
+	// server.
+	deliveryErr func() error
+	close       func()
 }
 
 // startRig runs the daemon in this process on the rig.
@@ -321,7 +362,7 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 // its own (fsync on, as configured for real); the peak RSS is that
 // process's alone.
 func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error) {
-	x, err := NewExternal(o.Dir, o.Daemon)
+	x, err := NewExternal(o.Dir, o.Daemon, o.IMAP)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +386,7 @@ func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error)
 	var peak int64
 	return &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
 		peakRSS: func() int64 { peak = x.PeakRSS(); return peak },
-		stop:    x.Stop, cpu: x.CPU, close: func() { x.Close() }}, nil
+		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, close: func() { x.Close() }}, nil
 }
 
 func cpu(r syscall.Rusage) float64 {

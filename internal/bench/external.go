@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,15 +46,41 @@ type External struct {
 	peakRSS  int64
 	cpu      time.Duration // user+system time of the daemon's finished runs
 	Registry *registry.Registry
+
+	imap       *IMAPServer
+	deliverErr error // the first failed delivery to imap
+}
+
+// IMAPServer is a given IMAP server that holds the service's mailbox in
+// place of the mail world's (Dovecot, in the bench's Dovecot run). The
+// daemon reads it; the mail world still takes every mail over SMTP, and
+// hands the service's mail (the inbox and the sent-copy folder) to
+// Deliver instead of storing it, as an MTA hands mail to the IMAP
+// server's delivery agent. The participants still read their mail from
+// the postbox.
+type IMAPServer struct {
+	Name string // what the results call it, e.g. "dovecot 2.3.19"
+	Addr string // host:port, plain IMAP
+	// Password logs in to every mailbox; the service's is ServiceAddr.
+	Password string
+	// Deliver stores the message read from r in mailbox user's folder
+	// ("" is the inbox); it is called from the SMTP session that accepts
+	// the mail, before the sender gets its 250.
+	Deliver func(user, folder string, r io.Reader) error
+	// Probe, if set, is a mailbox the bench watches in IDLE during the
+	// run, delivering a small message into it every so often, to measure
+	// the server's own notification delay (Result.IMAPNotify).
+	Probe string
 }
 
 // ServiceAddr is the external daemon's service address.
 const ServiceAddr = "so@" + rig.ServiceDomain
 
 // NewExternal prepares dir and starts the mail world; Start runs the
-// daemon.
-func NewExternal(dir, bin string) (x *External, err error) {
-	x = &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry()}
+// daemon. With imap the daemon reads that server instead of the mail
+// world's.
+func NewExternal(dir, bin string, imap *IMAPServer) (x *External, err error) {
+	x = &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry(), imap: imap}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -68,14 +96,27 @@ func NewExternal(dir, bin string) (x *External, err error) {
 	for _, e := range reg.Employers {
 		relay = append(relay, e.NoticeEmail[strings.IndexByte(e.NoticeEmail, '@')+1:])
 	}
-	if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept}); err != nil {
-		return nil, err
-	}
-	const imapPass = "external-daemon"
-	for _, u := range []string{ServiceAddr, rig.AddrBackoffice} {
-		if err := x.World.AddUser(u, imapPass); err != nil {
+	imapAddr, imapPass, poll := "", "external-daemon", "1s"
+	if imap == nil {
+		if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept}); err != nil {
 			return nil, err
 		}
+		for _, u := range []string{ServiceAddr, rig.AddrBackoffice} {
+			if err := x.World.AddUser(u, imapPass); err != nil {
+				return nil, err
+			}
+		}
+		imapAddr = x.World.IMAPAddr()
+	} else {
+		// The service's domain is relayed too: its mail goes to the given
+		// server. The daemon waits in IDLE as configured for real (the
+		// default poll interval), so that only the server's notifications
+		// bring it new mail.
+		relay = append(relay, rig.ServiceDomain)
+		if x.World, err = mailworld.New(&mailworld.Options{Relay: relay, OnAccept: x.accept}); err != nil {
+			return nil, err
+		}
+		imapAddr, imapPass, poll = imap.Addr, imap.Password, "1m"
 	}
 	keysDir := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keysDir, 0o700); err != nil {
@@ -148,7 +189,7 @@ func NewExternal(dir, bin string) (x *External, err error) {
 	if _, err := secret("registry.yaml", regYAML); err != nil {
 		return nil, err
 	}
-	imapHost, imapPort := splitHostPort(x.World.IMAPAddr())
+	imapHost, imapPort := splitHostPort(imapAddr)
 	smtpHost, smtpPort := splitHostPort(x.World.SMTPAddr())
 	cfg := fmt.Sprintf(`service:
   local_part: so
@@ -163,7 +204,7 @@ imap:
   security: plain
   username: %s
   password_file: %s
-  poll_interval: 1s
+  poll_interval: %s
 smtp:
   host: %s
   port: %s
@@ -183,7 +224,7 @@ log:
   level: info
 http:
   listen: ""
-`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, smtpHost, smtpPort,
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, poll, smtpHost, smtpPort,
 		rig.SentCopyAddress("so"), rig.SentCopyMailbox, tokenFile)
 	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
 		return nil, err
@@ -192,6 +233,38 @@ http:
 		return nil, err
 	}
 	return x, nil
+}
+
+// accept records an accepted mail in the postbox and hands the service's
+// mail to the given IMAP server: the sent copies to their folder, the rest
+// (replies come to +token addresses) to the inbox, as a delivery agent
+// that files by +detail only into a folder that exists.
+func (x *External) accept(from string, to []string, raw []byte) {
+	x.Box.Accept(from, to, raw)
+	for _, rcpt := range to {
+		if mailbox(rcpt) != ServiceAddr {
+			continue
+		}
+		folder := ""
+		if strings.EqualFold(rcpt, rig.SentCopyAddress("so")) {
+			folder = rig.SentCopyMailbox
+		}
+		head := "Delivered-To: " + rcpt + "\r\n"
+		if err := x.imap.Deliver(ServiceAddr, folder, io.MultiReader(strings.NewReader(head), bytes.NewReader(raw))); err != nil {
+			x.mu.Lock()
+			if x.deliverErr == nil {
+				x.deliverErr = fmt.Errorf("deliver to %s: %w", rcpt, err)
+			}
+			x.mu.Unlock()
+		}
+	}
+}
+
+// DeliveryError is the first failed delivery to the given IMAP server.
+func (x *External) DeliveryError() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.deliverErr
 }
 
 func splitHostPort(addr string) (string, string) {

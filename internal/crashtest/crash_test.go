@@ -63,7 +63,7 @@ func TestKill9UnderLoad(t *testing.T) {
 
 	bin := buildDaemon(t)
 	dir := t.TempDir()
-	x, err := bench.NewExternal(dir, bin)
+	x, err := bench.NewExternal(dir, bin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

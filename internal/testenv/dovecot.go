@@ -117,7 +117,7 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 			t.Fatalf("dovecot: user %q or its password contains ':', '/' or a newline", u)
 		}
 		fmt.Fprintf(&passwd, "%s:{PLAIN}%s::::::\n", u, pw)
-		if err := d.makeMaildir(u); err != nil {
+		if err := makeMaildir(filepath.Join(base, u)); err != nil {
 			t.Fatalf("dovecot: %v", err)
 		}
 	}
@@ -296,10 +296,26 @@ func (d *Dovecot) Deliver(user string, raw []byte) {
 // large to hold in memory.
 func (d *Dovecot) DeliverFrom(user string, r io.Reader) {
 	d.t.Helper()
-	if err := d.makeMaildir(user); err != nil {
+	if err := d.DeliverTo(user, "", r); err != nil {
 		d.t.Fatalf("dovecot deliver: %v", err)
 	}
+}
+
+// DeliverTo drops the message read from r into user's maildir, in folder
+// (a Maildir++ folder, created if need be; "" is the inbox), as a local
+// delivery agent would. Unlike Deliver it returns its error, so that it
+// can be called from any goroutine.
+func (d *Dovecot) DeliverTo(user, folder string, r io.Reader) error {
 	mdir := filepath.Join(d.MaildirBase, user)
+	if folder != "" {
+		if strings.ContainsAny(folder, "/.") {
+			return fmt.Errorf("folder %q: not a plain name", folder)
+		}
+		mdir = filepath.Join(mdir, "."+folder)
+	}
+	if err := makeMaildir(mdir); err != nil {
+		return err
+	}
 	host, _ := os.Hostname()
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
 	now := time.Now()
@@ -307,11 +323,9 @@ func (d *Dovecot) DeliverFrom(user string, r io.Reader) {
 		os.Getpid(), deliverSeq.Add(1), host)
 	tmp := filepath.Join(mdir, "tmp", name)
 	if err := writeOwned(tmp, r); err != nil {
-		d.t.Fatalf("dovecot deliver: %v", err)
+		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(mdir, "new", name)); err != nil {
-		d.t.Fatalf("dovecot deliver: %v", err)
-	}
+	return os.Rename(tmp, filepath.Join(mdir, "new", name))
 }
 
 func writeOwned(path string, r io.Reader) error {
@@ -330,10 +344,10 @@ func writeOwned(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// makeMaildir creates MaildirBase/<user>/{cur,new,tmp} owned by mail.
-func (d *Dovecot) makeMaildir(user string) error {
-	root := filepath.Join(d.MaildirBase, user)
-	for _, p := range []string{root, filepath.Join(root, "cur"), filepath.Join(root, "new"), filepath.Join(root, "tmp")} {
+// makeMaildir creates the maildir root/{cur,new,tmp} owned by mail, and
+// root's parent if it is missing (a user's maildir, for a folder of it).
+func makeMaildir(root string) error {
+	for _, p := range []string{filepath.Dir(root), root, filepath.Join(root, "cur"), filepath.Join(root, "new"), filepath.Join(root, "tmp")} {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("maildir %s: %w", p, err)
 		}

@@ -1,0 +1,117 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"secondopinion/internal/rig"
+	"secondopinion/internal/testenv"
+)
+
+// The Dovecot run: the daemon (`secondopinion serve`, in a process of its
+// own) reads the service's mailbox from a private Dovecot instance, which
+// gets its mail through its maildir as from a local delivery agent; the
+// notification probe measures Dovecot's own delay on a mailbox of its own
+// meanwhile.
+//
+//	go test -run '^$' -bench Dovecot -benchtime 1x ./internal/bench \
+//	    -dovecot.cases 60 -dovecot.concurrency 8
+var (
+	dovecotCases       = flag.Int("dovecot.cases", 40, "BenchmarkDovecot: complete cases")
+	dovecotConcurrency = flag.Int("dovecot.concurrency", 8, "BenchmarkDovecot: cases in flight")
+	dovecotAttachment  = flag.Int("dovecot.attachment", 1<<20, "BenchmarkDovecot: medical file bytes")
+	dovecotLog         = flag.String("dovecot.log", "", "BenchmarkDovecot: keep the daemon's log in this file")
+)
+
+const probeMailbox = "probe@" + rig.ServiceDomain
+
+// startDovecotBench starts a private Dovecot with the service's and the
+// probe's mailbox, and builds the daemon.
+func startDovecotBench(t testing.TB) (*IMAPServer, string) {
+	t.Helper()
+	const pass = "bench-dovecot"
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{ServiceAddr: pass, probeMailbox: pass}})
+	name := "dovecot"
+	if out, err := exec.Command("dovecot", "--version").Output(); err == nil {
+		name += " " + strings.Fields(string(out))[0]
+	}
+	return &IMAPServer{Name: name, Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo, Probe: probeMailbox}, buildDaemon(t)
+}
+
+func buildDaemon(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "secondopinion")
+	if out, err := exec.Command("go", "build", "-o", bin, "secondopinion/cmd/secondopinion").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRunThroughDovecot runs a few cases through a real Dovecot: every
+// case completes with its mail read from Dovecot's mailbox, and the
+// probe's figure is Dovecot's notification delay (it waits half a second
+// after a change before it tells a client in IDLE).
+func TestRunThroughDovecot(t *testing.T) {
+	srv, bin := startDovecotBench(t)
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+			t.Logf("daemon log:\n%s", b)
+		}
+	})
+	res, err := Run(context.Background(), Options{Dir: dir, Cases: 4, Concurrency: 4, Attachment: 64 << 10,
+		Daemon: bin, IMAP: srv, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Daemon != "external" || !strings.HasPrefix(res.IMAP, "dovecot") {
+		t.Errorf("daemon %q on IMAP server %q", res.Daemon, res.IMAP)
+	}
+	if res.MailsIn != 4*Steps || res.Duplicates != 0 || res.Reactions != 4*(Steps-1) {
+		t.Errorf("%d mails in (want %d), %d sent twice, %d reactions timed", res.MailsIn, 4*Steps, res.Duplicates, res.Reactions)
+	}
+	if res.IMAPNotify == nil || res.IMAPNotifySamples == 0 {
+		t.Fatalf("no notification delay measured: %+v", res)
+	}
+	// Every reaction waits for one notification at least.
+	if res.Reaction.P50 < res.IMAPNotify.P50/2 {
+		t.Errorf("reaction p50 %.0f ms, below half of Dovecot's notification delay p50 %.0f ms", res.Reaction.P50, res.IMAPNotify.P50)
+	}
+	t.Logf("reaction %+v ms; Dovecot's notification delay %+v ms (%d samples)", res.Reaction, *res.IMAPNotify, res.IMAPNotifySamples)
+}
+
+// BenchmarkDovecot reports the daemon's reaction through Dovecot next to
+// Dovecot's own notification delay; the target is a reaction p99 no more
+// than 100 ms above that delay.
+func BenchmarkDovecot(b *testing.B) {
+	srv, bin := startDovecotBench(b)
+	for b.Loop() {
+		dir := b.TempDir()
+		res, err := Run(context.Background(), Options{Dir: dir, Cases: *dovecotCases, Concurrency: *dovecotConcurrency,
+			Attachment: *dovecotAttachment, Daemon: bin, IMAP: srv, Timeout: 10 * time.Minute})
+		if *dovecotLog != "" {
+			if log, rerr := os.ReadFile(filepath.Join(dir, "daemon.log")); rerr == nil {
+				_ = os.WriteFile(*dovecotLog, log, 0o600)
+			}
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.CasesPerSecond, "cases/s")
+		b.ReportMetric(res.Reaction.P50, "reaction-p50-ms")
+		b.ReportMetric(res.Reaction.P99, "reaction-p99-ms")
+		b.ReportMetric(res.IMAPNotify.P50, "notify-p50-ms")
+		b.ReportMetric(res.IMAPNotify.P99, "notify-p99-ms")
+		b.ReportMetric(res.Reaction.P99-res.IMAPNotify.P99, "above-notify-p99-ms")
+		b.Logf("%s: reaction %+v ms, by step %+v; notification delay %+v ms (%d samples); daemon %.0f ms CPU per case, peak RSS %.1f MB",
+			res.IMAP, res.Reaction, res.ReactionByStep, *res.IMAPNotify, res.IMAPNotifySamples,
+			1000*res.DaemonCPUSeconds/float64(res.Cases), res.PeakRSSMB)
+	}
+}

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// notifyProbe measures a given IMAP server's own notification delay while
+// the bench runs: from a small message stored in the probe mailbox by the
+// server's delivery agent (IMAPServer.Deliver) to the EXISTS the server
+// pushes to a client in IDLE. It is the part of every reaction through
+// that server that the daemon cannot change (Dovecot, for one, waits
+// 0.5 s after a change to a mailbox before it looks).
+type notifyProbe struct {
+	srv    *IMAPServer
+	c      *imapclient.Client
+	exists chan uint32
+
+	mu      sync.Mutex
+	samples []time.Duration
+	err     error
+	done    chan struct{}
+}
+
+// startNotifyProbe logs in to the probe mailbox, selects its inbox, enters
+// IDLE and starts delivering and timing.
+func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error) {
+	p := &notifyProbe{srv: srv, exists: make(chan uint32, 16), done: make(chan struct{})}
+	c, err := imapclient.DialInsecure(srv.Addr, &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					select {
+					case p.exists <- *d.NumMessages:
+					default: // the prober reads the count again below
+					}
+				}
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify probe: %w", err)
+	}
+	p.c = c
+	if err := c.Login(srv.Probe, srv.Password).Wait(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("notify probe: login %s: %w", srv.Probe, err)
+	}
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("notify probe: select: %w", err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("notify probe: idle: %w", err)
+	}
+	go func() {
+		defer close(p.done)
+		err := p.run(ctx, sel.NumMessages)
+		_ = idle.Close()
+		_ = idle.Wait()
+		c.Close()
+		if ctx.Err() == nil {
+			p.mu.Lock()
+			p.err = err
+			p.mu.Unlock()
+		}
+	}()
+	return p, nil
+}
+
+// run delivers one message at a time and waits for the server to report
+// it, until ctx ends. The pause of 600–900 ms between samples lets a
+// server that gathers changes for a while (Dovecot: 0.5 s) start afresh
+// for each: a sample is the delay of one new message in a quiet mailbox.
+func (p *notifyProbe) run(ctx context.Context, have uint32) error {
+	for n := 1; ; n++ {
+		msg := fmt.Appendf(nil, "From: bench <bench@probe.invalid>\r\nTo: %s\r\nSubject: notification probe %d\r\n"+
+			"Message-ID: <probe.%d.%d@probe.invalid>\r\n\r\nprobe\r\n", p.srv.Probe, n, time.Now().UnixNano(), n)
+		if err := p.srv.Deliver(p.srv.Probe, "", bytes.NewReader(msg)); err != nil {
+			return fmt.Errorf("notify probe: deliver: %w", err)
+		}
+		stored, want := time.Now(), have+1
+		timeout := time.NewTimer(10 * time.Second)
+		for have < want {
+			select {
+			case <-ctx.Done():
+				timeout.Stop()
+				return nil
+			case <-timeout.C:
+				return fmt.Errorf("notify probe: message %d not reported within 10 s", n)
+			case have = <-p.exists:
+			}
+		}
+		timeout.Stop()
+		p.mu.Lock()
+		p.samples = append(p.samples, time.Since(stored))
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Duration(600+rand.IntN(300)) * time.Millisecond):
+		}
+	}
+}
+
+// stop waits for the probe to end (its ctx must be done) and returns the
+// delays it measured.
+func (p *notifyProbe) stop() ([]time.Duration, error) {
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.samples, p.err
+}

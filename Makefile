@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make demo` runs the procedure end to end
 # on the embedded default; `make test` installs what the tests need and runs them.
-.PHONY: demo test build bench fmt crash
+.PHONY: demo test build bench bench-dovecot fmt crash
 
 demo:
 	go run ./cmd/secondopinion demo --out demo-out
@@ -13,6 +13,14 @@ build:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+# The daemon through a private Dovecot (needs root and dovecot), its reaction
+# next to Dovecot's own notification delay (docs/PERFORMANCE.md).
+CASES ?= 40
+CONCURRENCY ?= 4
+bench-dovecot:
+	go test -count=1 -run '^$$' -bench Dovecot -benchtime 1x -timeout 30m ./internal/bench \
+		-dovecot.cases $(CASES) -dovecot.concurrency $(CONCURRENCY)
 
 fmt:
 	gofmt -w .

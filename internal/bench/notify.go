@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -18,9 +19,12 @@ import (
 // that server that the daemon cannot change (Dovecot, for one, waits
 // 0.5 s after a change to a mailbox before it looks).
 type notifyProbe struct {
-	srv    *IMAPServer
-	c      *imapclient.Client
-	exists chan uint32
+	srv *IMAPServer
+	c   *imapclient.Client
+	// exists is the message count the server last reported; changed
+	// wakes the prober when it does.
+	exists  atomic.Uint32
+	changed chan struct{}
 
 	mu      sync.Mutex
 	samples []time.Duration
@@ -31,14 +35,15 @@ type notifyProbe struct {
 // startNotifyProbe logs in to the probe mailbox, selects its inbox, enters
 // IDLE and starts delivering and timing.
 func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error) {
-	p := &notifyProbe{srv: srv, exists: make(chan uint32, 16), done: make(chan struct{})}
+	p := &notifyProbe{srv: srv, changed: make(chan struct{}, 1), done: make(chan struct{})}
 	c, err := imapclient.DialInsecure(srv.Addr, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
+					p.exists.Store(*d.NumMessages)
 					select {
-					case p.exists <- *d.NumMessages:
-					default: // the prober reads the count again below
+					case p.changed <- struct{}{}:
+					default: // a wake-up is pending already
 					}
 				}
 			},
@@ -57,6 +62,7 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 		c.Close()
 		return nil, fmt.Errorf("notify probe: select: %w", err)
 	}
+	p.exists.Store(sel.NumMessages)
 	idle, err := c.Idle()
 	if err != nil {
 		c.Close()
@@ -64,7 +70,7 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 	}
 	go func() {
 		defer close(p.done)
-		err := p.run(ctx, sel.NumMessages)
+		err := p.run(ctx)
 		_ = idle.Close()
 		_ = idle.Wait()
 		c.Close()
@@ -81,23 +87,24 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 // it, until ctx ends. The pause of 600–900 ms between samples lets a
 // server that gathers changes for a while (Dovecot: 0.5 s) start afresh
 // for each: a sample is the delay of one new message in a quiet mailbox.
-func (p *notifyProbe) run(ctx context.Context, have uint32) error {
+func (p *notifyProbe) run(ctx context.Context) error {
 	for n := 1; ; n++ {
 		msg := fmt.Appendf(nil, "From: bench <bench@probe.invalid>\r\nTo: %s\r\nSubject: notification probe %d\r\n"+
 			"Message-ID: <probe.%d.%d@probe.invalid>\r\n\r\nprobe\r\n", p.srv.Probe, n, time.Now().UnixNano(), n)
+		want := p.exists.Load() + 1
 		if err := p.srv.Deliver(p.srv.Probe, "", bytes.NewReader(msg)); err != nil {
 			return fmt.Errorf("notify probe: deliver: %w", err)
 		}
-		stored, want := time.Now(), have+1
+		stored := time.Now()
 		timeout := time.NewTimer(10 * time.Second)
-		for have < want {
+		for p.exists.Load() < want {
 			select {
 			case <-ctx.Done():
 				timeout.Stop()
 				return nil
 			case <-timeout.C:
 				return fmt.Errorf("notify probe: message %d not reported within 10 s", n)
-			case have = <-p.exists:
+			case <-p.changed:
 			}
 		}
 		timeout.Stop()

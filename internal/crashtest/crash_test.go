@@ -53,6 +53,24 @@ func TestKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon")
 	}
+	kill9UnderLoad(t, nil)
+}
+
+// TestKill9UnderLoadDovecot is TestKill9UnderLoad with the service's
+// mailbox on a real Dovecot: its UIDs, MOVE and sent-copy folder across
+// the kills, and the daemon reconnecting to it at every start.
+func TestKill9UnderLoadDovecot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the daemon")
+	}
+	const pass = "crash-dovecot"
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{bench.ServiceAddr: pass}})
+	kill9UnderLoad(t, &bench.IMAPServer{Name: "dovecot", Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo})
+}
+
+// kill9UnderLoad is the crash test, with the service's mailbox on imap
+// (nil: the mail world's).
+func kill9UnderLoad(t *testing.T, imap *bench.IMAPServer) {
 	kills := envInt(t, "CRASH_KILLS", 20)
 	minCases := envInt(t, "CRASH_CASES", 6)
 	attachment := envInt(t, "CRASH_ATTACHMENT", 256<<10)
@@ -63,7 +81,7 @@ func TestKill9UnderLoad(t *testing.T) {
 
 	bin := buildDaemon(t)
 	dir := t.TempDir()
-	x, err := bench.NewExternal(dir, bin, nil)
+	x, err := bench.NewExternal(dir, bin, imap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@
 // mail cut off between the server's 250 and the outbox's record is settled
 // by its copy in the sent-copy folder), the audit chain verifies.
 //
-// The short version runs with the package's tests; `make crash` runs the
-// long one (CRASH_KILLS, CRASH_CASES, CRASH_ATTACHMENT).
+// It runs twice: on the embedded mail servers, and with the service's
+// mailbox on a private Dovecot (TestKill9UnderLoadDovecot). The short
+// versions run with the package's tests; `make crash` runs the long ones
+// (CRASH_KILLS, CRASH_CASES, CRASH_ATTACHMENT).
 package crashtest

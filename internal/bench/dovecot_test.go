@@ -41,16 +41,7 @@ func startDovecotBench(t testing.TB) (*IMAPServer, string) {
 	if out, err := exec.Command("dovecot", "--version").Output(); err == nil {
 		name += " " + strings.Fields(string(out))[0]
 	}
-	return &IMAPServer{Name: name, Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo, Probe: probeMailbox}, buildDaemon(t)
-}
-
-func buildDaemon(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "secondopinion")
-	if out, err := exec.Command("go", "build", "-o", bin, "secondopinion/cmd/secondopinion").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return &IMAPServer{Name: name, Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo, Probe: probeMailbox}, testenv.BuildDaemon(t)
 }
 
 // TestRunThroughDovecot runs a few cases through a real Dovecot: every

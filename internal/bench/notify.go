@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,13 +19,12 @@ import (
 // 0.5 s after a change to a mailbox before it looks).
 type notifyProbe struct {
 	srv *IMAPServer
-	c   *imapclient.Client
 	// exists is the message count the server last reported; changed
 	// wakes the prober when it does.
 	exists  atomic.Uint32
 	changed chan struct{}
 
-	mu      sync.Mutex
+	// samples and err are the prober's; read them after done is closed.
 	samples []time.Duration
 	err     error
 	done    chan struct{}
@@ -52,7 +50,6 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 	if err != nil {
 		return nil, fmt.Errorf("notify probe: %w", err)
 	}
-	p.c = c
 	if err := c.Login(srv.Probe, srv.Password).Wait(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("notify probe: login %s: %w", srv.Probe, err)
@@ -75,9 +72,7 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 		_ = idle.Wait()
 		c.Close()
 		if ctx.Err() == nil {
-			p.mu.Lock()
 			p.err = err
-			p.mu.Unlock()
 		}
 	}()
 	return p, nil
@@ -108,9 +103,7 @@ func (p *notifyProbe) run(ctx context.Context) error {
 			}
 		}
 		timeout.Stop()
-		p.mu.Lock()
 		p.samples = append(p.samples, time.Since(stored))
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -123,7 +116,5 @@ func (p *notifyProbe) run(ctx context.Context) error {
 // delays it measured.
 func (p *notifyProbe) stop() ([]time.Duration, error) {
 	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.samples, p.err
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -32,18 +31,6 @@ func envInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return n
-}
-
-// buildDaemon builds the secondopinion binary into a temporary directory.
-func buildDaemon(t *testing.T) string {
-	t.Helper()
-	testenv.Require(t, "go")
-	bin := filepath.Join(t.TempDir(), "secondopinion")
-	cmd := exec.Command("go", "build", "-o", bin, "secondopinion/cmd/secondopinion")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // TestKill9UnderLoad runs cases while the daemon is killed with SIGKILL
@@ -79,7 +66,7 @@ func kill9UnderLoad(t *testing.T, imap *bench.IMAPServer) {
 	t.Logf("CRASH_KILLS=%d CRASH_CASES=%d CRASH_ATTACHMENT=%d CRASH_CONCURRENCY=%d CRASH_SEED=%d", kills, minCases, attachment, concurrency, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 
-	bin := buildDaemon(t)
+	bin := testenv.BuildDaemon(t)
 	dir := t.TempDir()
 	x, err := bench.NewExternal(dir, bin, imap)
 	if err != nil {

@@ -307,14 +307,17 @@ func (d *Dovecot) DeliverFrom(user string, r io.Reader) {
 // can be called from any goroutine.
 func (d *Dovecot) DeliverTo(user, folder string, r io.Reader) error {
 	mdir := filepath.Join(d.MaildirBase, user)
+	if err := makeMaildir(mdir); err != nil {
+		return err
+	}
 	if folder != "" {
 		if strings.ContainsAny(folder, "/.") {
 			return fmt.Errorf("folder %q: not a plain name", folder)
 		}
 		mdir = filepath.Join(mdir, "."+folder)
-	}
-	if err := makeMaildir(mdir); err != nil {
-		return err
+		if err := makeMaildir(mdir); err != nil {
+			return err
+		}
 	}
 	host, _ := os.Hostname()
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
@@ -344,10 +347,10 @@ func writeOwned(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// makeMaildir creates the maildir root/{cur,new,tmp} owned by mail, and
-// root's parent if it is missing (a user's maildir, for a folder of it).
+// makeMaildir creates the maildir root/{cur,new,tmp} owned by mail: a
+// user's, or a Maildir++ folder in one.
 func makeMaildir(root string) error {
-	for _, p := range []string{filepath.Dir(root), root, filepath.Join(root, "cur"), filepath.Join(root, "new"), filepath.Join(root, "tmp")} {
+	for _, p := range []string{root, filepath.Join(root, "cur"), filepath.Join(root, "new"), filepath.Join(root, "tmp")} {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("maildir %s: %w", p, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -33,4 +34,16 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// BuildDaemon builds the secondopinion binary into a temporary directory,
+// for tests that run `secondopinion serve` as a process of its own.
+func BuildDaemon(t testing.TB) string {
+	t.Helper()
+	Require(t, "go")
+	bin := filepath.Join(t.TempDir(), "secondopinion")
+	if out, err := exec.Command("go", "build", "-o", bin, "secondopinion/cmd/secondopinion").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -13,11 +14,13 @@ import (
 	"time"
 
 	"secondopinion/internal/bench"
+	"secondopinion/internal/config"
+	"secondopinion/internal/mailin"
 )
 
 var cmdBench = &command{
 	name:    "bench",
-	args:    "[--cases N] [--concurrency C] [--attachment-size 1MB] [--nosync] [--open N] [--external] [--json] [--out DIR]",
+	args:    "[--cases N] [--concurrency C] [--attachment-size 1MB] [--nosync] [--open N] [--external] [--imap HOST:PORT --imap-user U --imap-password-file F] [--json] [--out DIR]",
 	summary: "measure the daemon: complete cases per second, reaction times, memory, database size",
 	help: `Runs N complete cases (request, intake with a medical file of the given size
 signed and encrypted, choice, both signatures, acceptance with a date, advice,
@@ -38,6 +41,16 @@ runs the cases: the peak RSS is then the daemon's with N open cases.
 of its own, on a generated configuration, against the embedded mail servers in
 the bench's process: the peak RSS is then the daemon's alone (fsync always on).
 
+--imap HOST:PORT puts the service's mailbox on that IMAP server (a test
+account, --imap-user, with its password in --imap-password-file): the daemon
+runs as with --external and reads that mailbox, waiting in IDLE as configured
+for real; the bench delivers the service's mail into it by APPEND, and
+measures the server's own notification delay in a folder of its own
+(bench-probe; imap_notify_ms in the JSON). The inbox must be empty: the bench
+refuses to start otherwise, and leaves the handled mail in the folder
+Verwerkt. --imap-security is tls (default), starttls, or plain (loopback
+only); TLS trusts the system's roots (SSL_CERT_FILE adds a private CA).
+
 --nosync turns off fsync in the store (throwaway data only; in-process).`,
 	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
 		cases := fs.Int("cases", 100, "complete cases to run")
@@ -51,6 +64,10 @@ the bench's process: the peak RSS is then the daemon's alone (fsync always on).
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 		verbose := fs.Bool("v", false, "log the daemon to stderr (in-process)")
 		external := fs.Bool("external", false, "run the daemon as 'secondopinion serve' in a process of its own (fsync on); peak RSS is then the daemon's alone")
+		imapAddr := fs.String("imap", "", "the IMAP server (host:port) that holds the service's mailbox (implies --external)")
+		imapUser := fs.String("imap-user", "", "with --imap: the test account the daemon reads")
+		imapPassFile := fs.String("imap-password-file", "", "with --imap: file holding the account's password")
+		imapSec := fs.String("imap-security", "tls", "with --imap: tls, starttls, or plain (loopback only)")
 		return func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
@@ -73,7 +90,15 @@ the bench's process: the peak RSS is then the daemon's alone (fsync always on).
 			}
 			o := bench.Options{Dir: dir, Cases: *cases, Concurrency: *conc, Attachment: n, NoSync: *noSync,
 				Open: *open, Timeout: *timeout}
-			if *external {
+			if *imapAddr != "" {
+				if o.IMAP, err = givenIMAP(*imapAddr, *imapUser, *imapPassFile, *imapSec); err != nil {
+					return err
+				}
+				if *noSync {
+					return fmt.Errorf("%w: --nosync is in-process only; with --imap the daemon runs as configured for real", errUsage)
+				}
+			}
+			if *external || o.IMAP != nil {
 				if o.Daemon, err = os.Executable(); err != nil {
 					return err
 				}
@@ -116,6 +141,27 @@ the bench's process: the peak RSS is then the daemon's alone (fsync always on).
 	},
 }
 
+// givenIMAP checks the --imap flags and reads the password.
+func givenIMAP(addr, user, passFile, security string) (*bench.IMAPServer, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("%w: --imap %q: want host:port", errUsage, addr)
+	}
+	if user == "" || passFile == "" {
+		return nil, fmt.Errorf("%w: --imap needs --imap-user and --imap-password-file", errUsage)
+	}
+	sec := mailin.Security(security)
+	switch sec {
+	case mailin.SecurityTLS, mailin.SecurityStartTLS, mailin.SecurityPlain:
+	default:
+		return nil, fmt.Errorf("%w: --imap-security %q: want tls, starttls or plain", errUsage, security)
+	}
+	pass, err := config.LoadSecret(passFile, "")
+	if err != nil {
+		return nil, fmt.Errorf("--imap-password-file: %w", err)
+	}
+	return &bench.IMAPServer{Addr: addr, Security: sec, User: user, Password: string(pass), Probe: true}, nil
+}
+
 func printBench(e *env, r *bench.Result) {
 	w := e.stdout
 	sync := "on"
@@ -139,6 +185,10 @@ func printBench(e *env, r *bench.Result) {
 		if p, ok := r.ReactionByStep[step]; ok {
 			fmt.Fprintf(w, "  %-23s p50 %.1f  p95 %.1f  p99 %.1f  max %.1f\n", step+":", p.P50, p.P95, p.P99, p.Max)
 		}
+	}
+	if n := r.IMAPNotify; n != nil {
+		fmt.Fprintf(w, "IMAP server %s, its own notification delay (ms): p50 %.1f  p99 %.1f  (%d samples); reaction p99 above it: %.1f\n",
+			r.IMAP, n.P50, n.P99, r.IMAPNotifySamples, r.Reaction.P99-n.P99)
 	}
 	fmt.Fprintf(w, "case, request to completion (ms): p50 %.0f  p95 %.0f  p99 %.0f\n", r.CaseMS.P50, r.CaseMS.P95, r.CaseMS.P99)
 	if r.Daemon == "external" {

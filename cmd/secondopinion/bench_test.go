@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"secondopinion/internal/testenv"
 )
 
 func TestBenchJSON(t *testing.T) {
@@ -46,6 +51,10 @@ func TestBenchUsage(t *testing.T) {
 		{"bad size", []string{"bench", "--attachment-size", "lots"}},
 		{"zero cases", []string{"bench", "--cases", "0"}},
 		{"stray argument", []string{"bench", "now"}},
+		{"imap without port", []string{"bench", "--imap", "127.0.0.1", "--imap-user", "u", "--imap-password-file", "f"}},
+		{"imap without user", []string{"bench", "--imap", "127.0.0.1:143", "--imap-password-file", "f"}},
+		{"imap without password", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u"}},
+		{"imap bad security", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-security", "ssl"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -53,6 +62,45 @@ func TestBenchUsage(t *testing.T) {
 				t.Errorf("exit %d, want 2; stderr: %s", code, errb.String())
 			}
 		})
+	}
+}
+
+// TestBenchGivenIMAP runs `secondopinion bench --imap` as an operator
+// would, against a test account on a real IMAP server (a private Dovecot):
+// the cases complete through that mailbox, and the report names the
+// server and its own notification delay.
+func TestBenchGivenIMAP(t *testing.T) {
+	const user, pass = "bench@test.example", "bench-imap-test"
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{user: pass}})
+	bin := testenv.BuildDaemon(t)
+	passFile := filepath.Join(t.TempDir(), "imap.password")
+	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "bench", "--imap", dc.Addr, "--imap-user", user, "--imap-password-file", passFile,
+		"--imap-security", "plain", "--cases", "2", "--concurrency", "2", "--attachment-size", "64KB", "--json", "--timeout", "2m")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench --imap: %v\n%s", err, errb.String())
+	}
+	var r struct {
+		Cases      int    `json:"cases"`
+		Daemon     string `json:"daemon"`
+		IMAP       string `json:"imap"`
+		Duplicates int    `json:"duplicates"`
+		MailsIn    int    `json:"mails_in"`
+		Reaction   struct{ P50, P99 float64 }
+		Notify     *struct{ P50, P99 float64 } `json:"imap_notify_ms"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if r.Cases != 2 || r.Daemon != "external" || r.IMAP != dc.Addr || r.Duplicates != 0 || r.MailsIn != 16 {
+		t.Errorf("report: %s", out.String())
+	}
+	if r.Notify == nil || r.Notify.P50 <= 0 {
+		t.Errorf("no notification delay of the server in %s", out.String())
 	}
 }
 

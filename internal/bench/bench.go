@@ -183,7 +183,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.IMAP = "mailworld"
 	if o.IMAP != nil {
-		res.IMAP = o.IMAP.Name
+		res.IMAP = o.IMAP.name()
 	}
 	if o.Daemon != "" {
 		target, err = startExternal(ctx, o, res)
@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var probe *notifyProbe
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
-	if o.IMAP != nil && o.IMAP.Probe != "" {
+	if o.IMAP != nil && o.IMAP.Probe {
 		if probe, err = startNotifyProbe(probeCtx, o.IMAP); err != nil {
 			return nil, err
 		}

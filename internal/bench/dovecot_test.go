@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"secondopinion/internal/rig"
+	"github.com/emersion/go-imap/v2"
+
 	"secondopinion/internal/testenv"
 )
 
@@ -27,21 +28,20 @@ var (
 	dovecotConcurrency = flag.Int("dovecot.concurrency", 8, "BenchmarkDovecot: cases in flight")
 	dovecotAttachment  = flag.Int("dovecot.attachment", 1<<20, "BenchmarkDovecot: medical file bytes")
 	dovecotLog         = flag.String("dovecot.log", "", "BenchmarkDovecot: keep the daemon's log in this file")
+	dovecotAppend      = flag.Bool("dovecot.append", false, "BenchmarkDovecot: deliver by IMAP APPEND, as `bench --imap` does, instead of into the maildir")
 )
-
-const probeMailbox = "probe@" + rig.ServiceDomain
 
 // startDovecotBench starts a private Dovecot with the service's and the
 // probe's mailbox, and builds the daemon.
 func startDovecotBench(t testing.TB) (*IMAPServer, string) {
 	t.Helper()
 	const pass = "bench-dovecot"
-	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{ServiceAddr: pass, probeMailbox: pass}})
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{ServiceAddr: pass}})
 	name := "dovecot"
 	if out, err := exec.Command("dovecot", "--version").Output(); err == nil {
 		name += " " + strings.Fields(string(out))[0]
 	}
-	return &IMAPServer{Name: name, Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo, Probe: probeMailbox}, testenv.BuildDaemon(t)
+	return &IMAPServer{Name: name, Addr: dc.Addr, Password: pass, Deliver: dc.DeliverTo, Probe: true}, testenv.BuildDaemon(t)
 }
 
 // TestRunThroughDovecot runs a few cases through a real Dovecot: every
@@ -78,11 +78,58 @@ func TestRunThroughDovecot(t *testing.T) {
 	t.Logf("reaction %+v ms; Dovecot's notification delay %+v ms (%d samples)", res.Reaction, *res.IMAPNotify, res.IMAPNotifySamples)
 }
 
+// TestRunThroughIMAPAppend runs the bench against an IMAP server the way
+// `bench --imap` does: the bench delivers the service's mail by APPEND, as
+// any client may, with no access to the server's delivery agent. The
+// mailbox is left empty (handled mail moves to its folder), so a second
+// run on the same account works; a mailbox with mail in its inbox is
+// refused before the daemon starts, and the mail stays where it is.
+func TestRunThroughIMAPAppend(t *testing.T) {
+	srv, bin := startDovecotBench(t)
+	srv.Deliver = nil
+	srv.Name = ""
+	run := func(cases int) (*Result, error) {
+		return Run(context.Background(), Options{Dir: t.TempDir(), Cases: cases, Concurrency: 2, Attachment: 64 << 10,
+			Daemon: bin, IMAP: srv, Timeout: 2 * time.Minute})
+	}
+	for i, cases := range []int{2, 1} {
+		res, err := run(cases)
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		if res.IMAP != srv.Addr || res.MailsIn != cases*Steps || res.Duplicates != 0 || res.IMAPNotifySamples == 0 {
+			t.Errorf("run %d on %q: %d mails in (want %d), %d sent twice, %d notification samples",
+				i+1, res.IMAP, res.MailsIn, cases*Steps, res.Duplicates, res.IMAPNotifySamples)
+		}
+	}
+	a := newAppender(srv)
+	defer a.close()
+	stray := "From: someone@example.org\r\nTo: " + ServiceAddr + "\r\nSubject: not for the bench\r\n\r\nhello\r\n"
+	if err := a.append("", strings.NewReader(stray)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(1); err == nil || !strings.Contains(err.Error(), "holds 1 messages") {
+		t.Fatalf("run on a mailbox with mail in its inbox: %v, want a refusal", err)
+	}
+	c, err := srv.login(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); err != nil || *st.NumMessages != 1 {
+		t.Errorf("inbox after the refusal: %+v, %v; want the one message left alone", st, err)
+	}
+}
+
 // BenchmarkDovecot reports the daemon's reaction through Dovecot next to
 // Dovecot's own notification delay; the target is a reaction p99 no more
 // than 100 ms above that delay.
 func BenchmarkDovecot(b *testing.B) {
 	srv, bin := startDovecotBench(b)
+	if *dovecotAppend {
+		srv.Deliver = nil
+		srv.Name += " (APPEND)"
+	}
 	for b.Loop() {
 		dir := b.TempDir()
 		res, err := Run(context.Background(), Options{Dir: dir, Cases: *dovecotCases, Concurrency: *dovecotConcurrency,

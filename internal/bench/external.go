@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"secondopinion/internal/mailin"
 	"secondopinion/internal/mailworld"
 	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/registry"
@@ -48,29 +49,8 @@ type External struct {
 	Registry *registry.Registry
 
 	imap       *IMAPServer
-	deliverErr error // the first failed delivery to imap
-}
-
-// IMAPServer is a given IMAP server that holds the service's mailbox in
-// place of the mail world's (Dovecot, in the bench's Dovecot run). The
-// daemon reads it; the mail world still takes every mail over SMTP, and
-// hands the service's mail (the inbox and the sent-copy folder) to
-// Deliver instead of storing it, as an MTA hands mail to the IMAP
-// server's delivery agent. The participants still read their mail from
-// the postbox.
-type IMAPServer struct {
-	Name string // what the results call it, e.g. "dovecot 2.3.19"
-	Addr string // host:port, plain IMAP
-	// Password logs in to every mailbox; the service's is ServiceAddr.
-	Password string
-	// Deliver stores the message read from r in mailbox user's folder
-	// ("" is the inbox); it is called from the SMTP session that accepts
-	// the mail, before the sender gets its 250.
-	Deliver func(user, folder string, r io.Reader) error
-	// Probe, if set, is a mailbox the bench watches in IDLE during the
-	// run, delivering a small message into it every so often, to measure
-	// the server's own notification delay (Result.IMAPNotify).
-	Probe string
+	appender   *appender // delivery to imap by APPEND, if it has no agent
+	deliverErr error     // the first failed delivery to imap
 }
 
 // ServiceAddr is the external daemon's service address.
@@ -79,8 +59,8 @@ const ServiceAddr = "so@" + rig.ServiceDomain
 // NewExternal prepares dir and starts the mail world; Start runs the
 // daemon. With imap the daemon reads that server instead of the mail
 // world's.
-func NewExternal(dir, bin string, imap *IMAPServer) (x *External, err error) {
-	x = &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry(), imap: imap}
+func NewExternal(dir, bin string, imap *IMAPServer) (_ *External, err error) {
+	x := &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry(), imap: imap}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -96,7 +76,8 @@ func NewExternal(dir, bin string, imap *IMAPServer) (x *External, err error) {
 	for _, e := range reg.Employers {
 		relay = append(relay, e.NoticeEmail[strings.IndexByte(e.NoticeEmail, '@')+1:])
 	}
-	imapAddr, imapPass, poll := "", "external-daemon", "1s"
+	imapAddr, imapSec, imapUser, imapPass, poll := "", mailin.SecurityPlain, ServiceAddr, "external-daemon", "1s"
+	processed := "" // the mail world's: handled mail stays in the inbox, flagged \Seen
 	if imap == nil {
 		if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept}); err != nil {
 			return nil, err
@@ -116,7 +97,20 @@ func NewExternal(dir, bin string, imap *IMAPServer) (x *External, err error) {
 		if x.World, err = mailworld.New(&mailworld.Options{Relay: relay, OnAccept: x.accept}); err != nil {
 			return nil, err
 		}
-		imapAddr, imapPass, poll = imap.Addr, imap.Password, "1m"
+		imapAddr, imapSec, imapUser, imapPass, poll = imap.Addr, imap.security(), imap.user(), imap.Password, "1m"
+		// Handled mail moves out of the inbox, as configured for real, so
+		// that the next run finds it empty.
+		processed = ProcessedFolder
+		folders := []string{rig.SentCopyMailbox}
+		if imap.Probe {
+			folders = append(folders, ProbeFolder)
+		}
+		if err := imap.prepare(folders...); err != nil {
+			return nil, err
+		}
+		if imap.Deliver == nil {
+			x.appender = newAppender(imap)
+		}
 	}
 	keysDir := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keysDir, 0o700); err != nil {
@@ -201,10 +195,11 @@ func NewExternal(dir, bin string, imap *IMAPServer) (x *External, err error) {
 imap:
   host: %s
   port: %s
-  security: plain
+  security: %s
   username: %s
   password_file: %s
   poll_interval: %s
+  processed_mailbox: %s
 smtp:
   host: %s
   port: %s
@@ -224,7 +219,7 @@ log:
   level: info
 http:
   listen: ""
-`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, ServiceAddr, passFile, poll, smtpHost, smtpPort,
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, imapSec, imapUser, passFile, poll, processed, smtpHost, smtpPort,
 		rig.SentCopyAddress("so"), rig.SentCopyMailbox, tokenFile)
 	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
 		return nil, err
@@ -250,7 +245,7 @@ func (x *External) accept(from string, to []string, raw []byte) {
 			folder = rig.SentCopyMailbox
 		}
 		head := "Delivered-To: " + rcpt + "\r\n"
-		if err := x.imap.Deliver(ServiceAddr, folder, io.MultiReader(strings.NewReader(head), bytes.NewReader(raw))); err != nil {
+		if err := x.imap.deliver(x.appender, folder, io.MultiReader(strings.NewReader(head), bytes.NewReader(raw))); err != nil {
 			x.mu.Lock()
 			if x.deliverErr == nil {
 				x.deliverErr = fmt.Errorf("deliver to %s: %w", rcpt, err)
@@ -385,6 +380,9 @@ func (x *External) Close() error {
 	err := x.Kill()
 	if x.World != nil {
 		err = errors.Join(err, x.World.Close())
+	}
+	if x.appender != nil {
+		x.appender.close()
 	}
 	if x.log != nil {
 		x.log.Close()

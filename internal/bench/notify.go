@@ -12,13 +12,14 @@ import (
 )
 
 // notifyProbe measures a given IMAP server's own notification delay while
-// the bench runs: from a small message stored in the probe mailbox by the
-// server's delivery agent (IMAPServer.Deliver) to the EXISTS the server
-// pushes to a client in IDLE. It is the part of every reaction through
+// the bench runs: from a small message stored in the probe folder (by the
+// server's delivery agent, IMAPServer.Deliver, or by APPEND) to the EXISTS
+// the server pushes to a client in IDLE. It is the part of every reaction through
 // that server that the daemon cannot change (Dovecot, for one, waits
 // 0.5 s after a change to a mailbox before it looks).
 type notifyProbe struct {
 	srv *IMAPServer
+	app *appender // delivery without an agent
 	// exists is the message count the server last reported; changed
 	// wakes the prober when it does.
 	exists  atomic.Uint32
@@ -30,11 +31,11 @@ type notifyProbe struct {
 	done    chan struct{}
 }
 
-// startNotifyProbe logs in to the probe mailbox, selects its inbox, enters
-// IDLE and starts delivering and timing.
+// startNotifyProbe logs in to the service's mailbox, selects the probe
+// folder, enters IDLE and starts delivering and timing.
 func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error) {
-	p := &notifyProbe{srv: srv, changed: make(chan struct{}, 1), done: make(chan struct{})}
-	c, err := imapclient.DialInsecure(srv.Addr, &imapclient.Options{
+	p := &notifyProbe{srv: srv, app: newAppender(srv), changed: make(chan struct{}, 1), done: make(chan struct{})}
+	c, err := srv.login(&imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
@@ -50,11 +51,7 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 	if err != nil {
 		return nil, fmt.Errorf("notify probe: %w", err)
 	}
-	if err := c.Login(srv.Probe, srv.Password).Wait(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("notify probe: login %s: %w", srv.Probe, err)
-	}
-	sel, err := c.Select("INBOX", nil).Wait()
+	sel, err := c.Select(ProbeFolder, nil).Wait()
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("notify probe: select: %w", err)
@@ -71,6 +68,7 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 		_ = idle.Close()
 		_ = idle.Wait()
 		c.Close()
+		p.app.close()
 		if ctx.Err() == nil {
 			p.err = err
 		}
@@ -85,9 +83,9 @@ func startNotifyProbe(ctx context.Context, srv *IMAPServer) (*notifyProbe, error
 func (p *notifyProbe) run(ctx context.Context) error {
 	for n := 1; ; n++ {
 		msg := fmt.Appendf(nil, "From: bench <bench@probe.invalid>\r\nTo: %s\r\nSubject: notification probe %d\r\n"+
-			"Message-ID: <probe.%d.%d@probe.invalid>\r\n\r\nprobe\r\n", p.srv.Probe, n, time.Now().UnixNano(), n)
+			"Message-ID: <probe.%d.%d@probe.invalid>\r\n\r\nprobe\r\n", p.srv.user(), n, time.Now().UnixNano(), n)
 		want := p.exists.Load() + 1
-		if err := p.srv.Deliver(p.srv.Probe, "", bytes.NewReader(msg)); err != nil {
+		if err := p.srv.deliver(p.app, ProbeFolder, bytes.NewReader(msg)); err != nil {
 			return fmt.Errorf("notify probe: deliver: %w", err)
 		}
 		stored := time.Now()

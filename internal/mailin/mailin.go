@@ -348,7 +348,7 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 }
 
 func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
-	opts := &imapclient.Options{
+	return Dial(in.opts.Addr, in.opts.Security, &imapclient.Options{
 		TLSConfig: in.opts.TLSConfig,
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
@@ -360,18 +360,29 @@ func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
 				}
 			},
 		},
-	}
+	})
+}
+
+// Dial connects to the IMAP server at addr (host:port) with security
+// (tls, starttls, or plain to a loopback host only) and waits for its
+// greeting. opts.TLSConfig nil means the system roots.
+func Dial(addr string, security Security, opts *imapclient.Options) (*imapclient.Client, error) {
 	var (
 		c   *imapclient.Client
 		err error
 	)
-	switch in.opts.Security {
-	case SecurityTLS:
-		c, err = imapclient.DialTLS(in.opts.Addr, opts)
+	switch security {
+	case SecurityTLS, "":
+		c, err = imapclient.DialTLS(addr, opts)
 	case SecurityStartTLS:
-		c, err = imapclient.DialStartTLS(in.opts.Addr, opts)
+		c, err = imapclient.DialStartTLS(addr, opts)
+	case SecurityPlain:
+		if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) {
+			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, addr)
+		}
+		c, err = imapclient.DialInsecure(addr, opts)
 	default:
-		c, err = imapclient.DialInsecure(in.opts.Addr, opts)
+		return nil, fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, security)
 	}
 	if err != nil {
 		return nil, err

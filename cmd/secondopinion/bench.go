@@ -16,11 +16,12 @@ import (
 	"secondopinion/internal/bench"
 	"secondopinion/internal/config"
 	"secondopinion/internal/mailin"
+	"secondopinion/internal/mailout"
 )
 
 var cmdBench = &command{
 	name:    "bench",
-	args:    "[--cases N] [--concurrency C] [--attachment-size 1MB] [--nosync] [--open N] [--external] [--imap HOST:PORT --imap-user U --imap-password-file F] [--json] [--out DIR]",
+	args:    "[--cases N] [--concurrency C] [--attachment-size 1MB] [--nosync] [--open N] [--external] [--imap HOST:PORT --imap-user U --imap-password-file F] [--smtp HOST:PORT --listen ADDR] [--json] [--out DIR]",
 	summary: "measure the daemon: complete cases per second, reaction times, memory, database size",
 	help: `Runs N complete cases (request, intake with a medical file of the given size
 signed and encrypted, choice, both signatures, acceptance with a date, advice,
@@ -51,6 +52,14 @@ refuses to start otherwise, and leaves the handled mail in the folder
 Verwerkt. --imap-security is tls (default), starttls, or plain (loopback
 only); TLS trusts the system's roots (SSL_CERT_FILE adds a private CA).
 
+--smtp HOST:PORT has the daemon submit its mail to that SMTP server (a relay
+of a staging setup; --smtp-user and --smtp-password-file if it wants AUTH,
+--smtp-security as for IMAP) instead of the bench's own SMTP server. The relay
+must pass every mail on to the bench's SMTP server, which then listens on
+--listen (host:port; Postfix: relayhost = [host]:port): the participants read
+their mail there, and the service's sent copies go on to its mailbox. A
+reaction then ends when the answer has come through the relay.
+
 --nosync turns off fsync in the store (throwaway data only; in-process).`,
 	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
 		cases := fs.Int("cases", 100, "complete cases to run")
@@ -68,6 +77,11 @@ only); TLS trusts the system's roots (SSL_CERT_FILE adds a private CA).
 		imapUser := fs.String("imap-user", "", "with --imap: the test account the daemon reads")
 		imapPassFile := fs.String("imap-password-file", "", "with --imap: file holding the account's password")
 		imapSec := fs.String("imap-security", "tls", "with --imap: tls, starttls, or plain (loopback only)")
+		smtpAddr := fs.String("smtp", "", "the SMTP relay (host:port) the daemon submits to (implies --external; needs --listen)")
+		smtpUser := fs.String("smtp-user", "", "with --smtp: the account to log in with (none: no AUTH)")
+		smtpPassFile := fs.String("smtp-password-file", "", "with --smtp-user: file holding its password")
+		smtpSec := fs.String("smtp-security", "tls", "with --smtp: tls, starttls, or plain (loopback only)")
+		listen := fs.String("listen", "", "with --smtp: the bench's SMTP listen address (host:port), where the relay passes all mail on to")
 		return func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
@@ -98,7 +112,15 @@ only); TLS trusts the system's roots (SSL_CERT_FILE adds a private CA).
 					return fmt.Errorf("%w: --nosync is in-process only; with --imap the daemon runs as configured for real", errUsage)
 				}
 			}
-			if *external || o.IMAP != nil {
+			if *smtpAddr != "" {
+				if o.SMTP, err = givenSMTP(*smtpAddr, *smtpUser, *smtpPassFile, *smtpSec, *listen); err != nil {
+					return err
+				}
+			}
+			if *noSync && o.SMTP != nil {
+				return fmt.Errorf("%w: --nosync is in-process only; with --smtp the daemon runs as configured for real", errUsage)
+			}
+			if *external || o.IMAP != nil || o.SMTP != nil {
 				if o.Daemon, err = os.Executable(); err != nil {
 					return err
 				}
@@ -162,6 +184,32 @@ func givenIMAP(addr, user, passFile, security string) (*bench.IMAPServer, error)
 	return &bench.IMAPServer{Addr: addr, Security: sec, User: user, Password: string(pass), Probe: true}, nil
 }
 
+// givenSMTP checks the --smtp flags and reads the password.
+func givenSMTP(addr, user, passFile, security, listen string) (*bench.SMTPServer, error) {
+	for flag, a := range map[string]string{"--smtp": addr, "--listen": listen} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("%w: %s %q: want host:port", errUsage, flag, a)
+		}
+	}
+	switch security {
+	case mailout.SecurityTLS, mailout.SecurityStartTLS, mailout.SecurityPlain:
+	default:
+		return nil, fmt.Errorf("%w: --smtp-security %q: want tls, starttls or plain", errUsage, security)
+	}
+	s := &bench.SMTPServer{Addr: addr, Security: security, User: user, Listen: listen}
+	if (user == "") != (passFile == "") {
+		return nil, fmt.Errorf("%w: --smtp-user and --smtp-password-file go together", errUsage)
+	}
+	if user != "" {
+		pass, err := config.LoadSecret(passFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("--smtp-password-file: %w", err)
+		}
+		s.Password = string(pass)
+	}
+	return s, nil
+}
+
 func printBench(e *env, r *bench.Result) {
 	w := e.stdout
 	sync := "on"
@@ -170,6 +218,9 @@ func printBench(e *env, r *bench.Result) {
 	}
 	fmt.Fprintf(w, "%d cases, %d in flight, %s medical file, fsync %s, daemon %s, %d CPUs, %s\n",
 		r.Cases, r.Concurrency, boSize(int64(r.AttachmentB)), sync, r.Daemon, r.CPUs, r.GoVersion)
+	if r.IMAP != "mailworld" || r.SMTP != "mailworld" {
+		fmt.Fprintf(w, "mail servers: IMAP %s, SMTP %s\n", r.IMAP, r.SMTP)
+	}
 	if r.Open > 0 {
 		fmt.Fprintf(w, "open cases before the run: %d (set up in %.1f s)\n", r.Open, r.OpenSetupSeconds)
 	}

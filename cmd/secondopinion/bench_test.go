@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,9 @@ func TestBenchUsage(t *testing.T) {
 		{"imap without user", []string{"bench", "--imap", "127.0.0.1:143", "--imap-password-file", "f"}},
 		{"imap without password", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u"}},
 		{"imap bad security", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-security", "ssl"}},
+		{"smtp without listen", []string{"bench", "--smtp", "127.0.0.1:25"}},
+		{"smtp user without password", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-user", "u"}},
+		{"smtp bad security", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-security", "ssl"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -65,20 +69,23 @@ func TestBenchUsage(t *testing.T) {
 	}
 }
 
-// TestBenchGivenIMAP runs `secondopinion bench --imap` as an operator
-// would, against a test account on a real IMAP server (a private Dovecot):
-// the cases complete through that mailbox, and the report names the
-// server and its own notification delay.
-func TestBenchGivenIMAP(t *testing.T) {
+// TestBenchGivenServers runs `secondopinion bench --imap --smtp` as an
+// operator would, against a test account on a real IMAP server (a private
+// Dovecot) and a relay (a private Postfix that passes all mail on to the
+// bench): the cases complete through them, and the report names the
+// servers and the IMAP server's own notification delay.
+func TestBenchGivenServers(t *testing.T) {
 	const user, pass = "bench@test.example", "bench-imap-test"
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{user: pass}})
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Relayhost: listen})
 	bin := testenv.BuildDaemon(t)
 	passFile := filepath.Join(t.TempDir(), "imap.password")
 	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "bench", "--imap", dc.Addr, "--imap-user", user, "--imap-password-file", passFile,
-		"--imap-security", "plain", "--cases", "2", "--concurrency", "2", "--attachment-size", "64KB", "--json", "--timeout", "2m")
+		"--imap-security", "plain", "--smtp", pf.Addr, "--smtp-security", "plain", "--listen", listen, "--cases", "2", "--concurrency", "2", "--attachment-size", "64KB", "--json", "--timeout", "2m")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -88,6 +95,7 @@ func TestBenchGivenIMAP(t *testing.T) {
 		Cases      int    `json:"cases"`
 		Daemon     string `json:"daemon"`
 		IMAP       string `json:"imap"`
+		SMTP       string `json:"smtp"`
 		Duplicates int    `json:"duplicates"`
 		MailsIn    int    `json:"mails_in"`
 		Reaction   struct{ P50, P99 float64 }
@@ -96,7 +104,7 @@ func TestBenchGivenIMAP(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out.String())
 	}
-	if r.Cases != 2 || r.Daemon != "external" || r.IMAP != dc.Addr || r.Duplicates != 0 || r.MailsIn != 16 {
+	if r.Cases != 2 || r.Daemon != "external" || r.IMAP != dc.Addr || r.SMTP != pf.Addr || r.Duplicates != 0 || r.MailsIn != 16 {
 		t.Errorf("report: %s", out.String())
 	}
 	if r.Notify == nil || r.Notify.P50 <= 0 {

@@ -66,6 +66,9 @@ type Options struct {
 	// IMAP, when set with Daemon, is a given IMAP server that holds the
 	// service's mailbox in place of the mail world's.
 	IMAP *IMAPServer
+	// SMTP, when set with Daemon, is a given SMTP server (a relay) that
+	// the daemon submits its mail to in place of the mail world's.
+	SMTP *SMTPServer
 	// Timeout bounds the run (default 10 min).
 	Timeout time.Duration
 	// Logger gets the daemon's log (default: discard).
@@ -82,7 +85,10 @@ type Result struct {
 	Daemon string `json:"daemon"`
 	// IMAP is the IMAP server the daemon reads: "mailworld" (the embedded
 	// one) or IMAPServer.Name.
-	IMAP           string  `json:"imap"`
+	IMAP string `json:"imap"`
+	// SMTP is the SMTP server the daemon submits to: "mailworld" or a
+	// given relay's address.
+	SMTP           string  `json:"smtp"`
 	Concurrency    int     `json:"concurrency"`
 	AttachmentB    int     `json:"attachment_bytes"`
 	Fsync          bool    `json:"fsync"`
@@ -178,12 +184,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		target *daemon
 		err    error
 	)
-	if o.IMAP != nil && o.Daemon == "" {
-		return nil, errors.New("bench: a given IMAP server needs the daemon in a process of its own")
+	if (o.IMAP != nil || o.SMTP != nil) && o.Daemon == "" {
+		return nil, errors.New("bench: a given mail server needs the daemon in a process of its own")
 	}
-	res.IMAP = "mailworld"
+	res.IMAP, res.SMTP = "mailworld", "mailworld"
 	if o.IMAP != nil {
 		res.IMAP = o.IMAP.name()
+	}
+	if o.SMTP != nil {
+		res.SMTP = o.SMTP.Addr
 	}
 	if o.Daemon != "" {
 		target, err = startExternal(ctx, o, res)
@@ -207,8 +216,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	// A mail the given server did not take never reaches the daemon: the
+	// run stops then, instead of waiting for its timeout.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	if target.failed != nil {
+		go func() {
+			select {
+			case <-target.failed:
+				stopRun(target.deliveryErr())
+			case <-runCtx.Done():
+			}
+		}()
+	}
 	start := time.Now()
-	dones, err := RunCases(ctx, target.driver, target.cast, employees, o.Concurrency, o.Attachment, o.Progress)
+	dones, err := RunCases(runCtx, target.driver, target.cast, employees, o.Concurrency, o.Attachment, o.Progress)
 	elapsed := time.Since(start)
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
@@ -294,8 +316,9 @@ type daemon struct {
 	stop    func() error // stops the daemon (the store may then be opened)
 	cpu     func() time.Duration
 	// deliveryErr, if set, is the first failed delivery to a given IMAP
-	// server.
+	// server; failed is closed when there is one.
 	deliveryErr func() error
+	failed      <-chan struct{}
 	close       func()
 }
 
@@ -362,7 +385,7 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 // its own (fsync on, as configured for real); the peak RSS is that
 // process's alone.
 func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error) {
-	x, err := NewExternal(o.Dir, o.Daemon, o.IMAP)
+	x, err := NewExternal(o.Dir, o.Daemon, Given{IMAP: o.IMAP, SMTP: o.SMTP})
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +409,7 @@ func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error)
 	var peak int64
 	return &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
 		peakRSS: func() int64 { peak = x.PeakRSS(); return peak },
-		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, close: func() { x.Close() }}, nil
+		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, failed: x.Failed(), close: func() { x.Close() }}, nil
 }
 
 func cpu(r syscall.Rusage) float64 {

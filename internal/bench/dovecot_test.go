@@ -2,11 +2,15 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,6 +122,57 @@ func TestRunThroughIMAPAppend(t *testing.T) {
 	defer c.Close()
 	if st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); err != nil || *st.NumMessages != 1 {
 		t.Errorf("inbox after the refusal: %+v, %v; want the one message left alone", st, err)
+	}
+}
+
+// TestRunThroughPostfixAndDovecot runs the cases with the daemon on real
+// servers on both sides: it reads its mailbox from Dovecot and submits
+// its mail to Postfix, which relays all of it to the bench's SMTP server
+// (the participants' mail, and the sent copies, which the bench files into
+// Dovecot). Every case completes, nothing arrives twice, and the sent
+// copies came through Postfix.
+func TestRunThroughPostfixAndDovecot(t *testing.T) {
+	srv, bin := startDovecotBench(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Relayhost: listen})
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+			t.Logf("daemon log:\n%s\npostfix log:\n%s", b, pf.Log())
+		}
+	})
+	res, err := Run(context.Background(), Options{Dir: dir, Cases: 3, Concurrency: 3, Attachment: 64 << 10,
+		Daemon: bin, IMAP: srv, SMTP: &SMTPServer{Addr: pf.Addr, Listen: listen}, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SMTP != pf.Addr || res.MailsIn != 3*Steps || res.Duplicates != 0 || res.Reactions != 3*(Steps-1) {
+		t.Errorf("through %s: %d mails in (want %d), %d sent twice, %d reactions timed", res.SMTP, res.MailsIn, 3*Steps, res.Duplicates, res.Reactions)
+	}
+	if n := strings.Count(pf.Log(), "relay=127.0.0.1["); n < res.MailsOut {
+		t.Errorf("Postfix relayed %d deliveries, want at least the %d mails the participants got", n, res.MailsOut)
+	}
+	t.Logf("reaction %+v ms; %d mails out through Postfix", res.Reaction, res.MailsOut)
+}
+
+// TestRunStopsAtFailedDelivery: a mail the given server does not take
+// never reaches the daemon, so the run stops at once with the delivery's
+// error instead of waiting for its timeout.
+func TestRunStopsAtFailedDelivery(t *testing.T) {
+	srv, bin := startDovecotBench(t)
+	var n atomic.Int32
+	deliver := srv.Deliver
+	srv.Deliver = func(user, folder string, r io.Reader) error {
+		if folder == "" && n.Add(1) == 3 {
+			return errors.New("quota exceeded")
+		}
+		return deliver(user, folder, r)
+	}
+	_, err := Run(context.Background(), Options{Dir: t.TempDir(), Cases: 2, Concurrency: 2, Attachment: 16 << 10,
+		Daemon: bin, IMAP: srv, Timeout: 10 * time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "quota exceeded") || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run with a failed delivery: %v; want the delivery's error", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"secondopinion/internal/mailin"
+	"secondopinion/internal/mailout"
 	"secondopinion/internal/mailworld"
 	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/registry"
@@ -49,18 +50,27 @@ type External struct {
 	Registry *registry.Registry
 
 	imap       *IMAPServer
-	appender   *appender // delivery to imap by APPEND, if it has no agent
-	deliverErr error     // the first failed delivery to imap
+	appender   *appender     // delivery to imap by APPEND, if it has no agent
+	deliverErr error         // the first failed delivery to imap
+	failed     chan struct{} // closed at the first failed delivery
 }
 
 // ServiceAddr is the external daemon's service address.
 const ServiceAddr = "so@" + rig.ServiceDomain
 
+// Given are the mail servers a daemon in a process of its own uses in
+// place of the mail world's; nil ones are the mail world's.
+type Given struct {
+	IMAP *IMAPServer
+	SMTP *SMTPServer
+}
+
 // NewExternal prepares dir and starts the mail world; Start runs the
-// daemon. With imap the daemon reads that server instead of the mail
-// world's.
-func NewExternal(dir, bin string, imap *IMAPServer) (_ *External, err error) {
-	x := &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry(), imap: imap}
+// daemon. With given servers the daemon reads and submits to those.
+func NewExternal(dir, bin string, given Given) (_ *External, err error) {
+	imap := given.IMAP
+	x := &External{Dir: dir, Bin: bin, Box: NewPostbox(ServiceAddr), Registry: rig.DemoRegistry(), imap: imap,
+		failed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -78,8 +88,13 @@ func NewExternal(dir, bin string, imap *IMAPServer) (_ *External, err error) {
 	}
 	imapAddr, imapSec, imapUser, imapPass, poll := "", mailin.SecurityPlain, ServiceAddr, "external-daemon", "1s"
 	processed := "" // the mail world's: handled mail stays in the inbox, flagged \Seen
+	smtpListen := ""
+	if given.SMTP != nil {
+		smtpListen = given.SMTP.Listen
+	}
 	if imap == nil {
-		if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept}); err != nil {
+		if x.World, err = mailworld.New(&mailworld.Options{Domains: []string{rig.ServiceDomain}, Relay: relay, OnAccept: x.Box.Accept,
+			SMTPListen: smtpListen}); err != nil {
 			return nil, err
 		}
 		for _, u := range []string{ServiceAddr, rig.AddrBackoffice} {
@@ -94,7 +109,7 @@ func NewExternal(dir, bin string, imap *IMAPServer) (_ *External, err error) {
 		// default poll interval), so that only the server's notifications
 		// bring it new mail.
 		relay = append(relay, rig.ServiceDomain)
-		if x.World, err = mailworld.New(&mailworld.Options{Relay: relay, OnAccept: x.accept}); err != nil {
+		if x.World, err = mailworld.New(&mailworld.Options{Relay: relay, OnAccept: x.accept, SMTPListen: smtpListen}); err != nil {
 			return nil, err
 		}
 		imapAddr, imapSec, imapUser, imapPass, poll = imap.Addr, imap.security(), imap.user(), imap.Password, "1m"
@@ -185,6 +200,18 @@ func NewExternal(dir, bin string, imap *IMAPServer) (_ *External, err error) {
 	}
 	imapHost, imapPort := splitHostPort(imapAddr)
 	smtpHost, smtpPort := splitHostPort(x.World.SMTPAddr())
+	smtpSec, smtpAuth := mailout.SecurityPlain, ""
+	if s := given.SMTP; s != nil {
+		smtpHost, smtpPort = splitHostPort(s.Addr)
+		smtpSec = s.security()
+		if s.User != "" {
+			f, err := secret("smtp.password", []byte(s.Password))
+			if err != nil {
+				return nil, err
+			}
+			smtpAuth = fmt.Sprintf("\n  username: %s\n  password_file: %s", s.User, f)
+		}
+	}
 	cfg := fmt.Sprintf(`service:
   local_part: so
   domain: %s
@@ -203,7 +230,7 @@ imap:
 smtp:
   host: %s
   port: %s
-  security: plain
+  security: %s%s
   sent_copy:
     address: %s
     mailbox: %s
@@ -219,7 +246,7 @@ log:
   level: info
 http:
   listen: ""
-`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, imapSec, imapUser, passFile, poll, processed, smtpHost, smtpPort,
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, imapSec, imapUser, passFile, poll, processed, smtpHost, smtpPort, smtpSec, smtpAuth,
 		rig.SentCopyAddress("so"), rig.SentCopyMailbox, tokenFile)
 	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
 		return nil, err
@@ -249,11 +276,16 @@ func (x *External) accept(from string, to []string, raw []byte) {
 			x.mu.Lock()
 			if x.deliverErr == nil {
 				x.deliverErr = fmt.Errorf("deliver to %s: %w", rcpt, err)
+				close(x.failed)
 			}
 			x.mu.Unlock()
 		}
 	}
 }
+
+// Failed is closed at the first failed delivery to the given IMAP server:
+// the mail it held will never reach the daemon.
+func (x *External) Failed() <-chan struct{} { return x.failed }
 
 // DeliveryError is the first failed delivery to the given IMAP server.
 func (x *External) DeliveryError() error {

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"secondopinion/internal/mailin"
+	"secondopinion/internal/mailout"
 )
 
 // IMAPServer is a given IMAP server that holds the service's mailbox in
@@ -125,15 +126,25 @@ func (s *IMAPServer) deliver(a *appender, folder string, r io.Reader) error {
 	return a.append(folder, r)
 }
 
-// appender appends messages to the service's mailbox over a few kept
-// IMAP connections, one message per connection at a time.
+// appender appends messages to the service's mailbox over at most
+// appendConns kept IMAP connections, one message per connection at a time;
+// more deliveries at once wait for a free one. Servers limit the
+// connections per user (Dovecot: 10 by default), and the daemon and the
+// probe need theirs.
 type appender struct {
-	srv  *IMAPServer
-	idle chan *imapclient.Client
+	srv *IMAPServer
+	// slots holds a free slot's kept connection, or nil for none yet.
+	slots chan *imapclient.Client
 }
 
+const appendConns = 2
+
 func newAppender(srv *IMAPServer) *appender {
-	return &appender{srv: srv, idle: make(chan *imapclient.Client, 4)}
+	a := &appender{srv: srv, slots: make(chan *imapclient.Client, appendConns)}
+	for range appendConns {
+		a.slots <- nil
+	}
+	return a
 }
 
 func (a *appender) append(folder string, r io.Reader) error {
@@ -144,28 +155,21 @@ func (a *appender) append(folder string, r io.Reader) error {
 	if folder == "" {
 		folder = "INBOX"
 	}
+	c := <-a.slots
+	defer func() { a.slots <- c }()
 	// A kept connection the server has closed fails; the message then
 	// goes over a new one.
 	for try := 0; ; try++ {
-		var c *imapclient.Client
-		select {
-		case c = <-a.idle:
-		default:
+		if c == nil {
 			if c, err = a.srv.login(nil); err != nil {
 				return err
 			}
 		}
-		err = appendOne(c, folder, raw)
-		if err == nil {
-			select {
-			case a.idle <- c:
-			default:
-				c.Logout().Wait()
-				c.Close()
-			}
+		if err = appendOne(c, folder, raw); err == nil {
 			return nil
 		}
 		c.Close()
+		c = nil
 		if try == 1 {
 			return fmt.Errorf("imap %s: append to %s: %w", a.srv.Addr, folder, err)
 		}
@@ -185,15 +189,39 @@ func appendOne(c *imapclient.Client, folder string, raw []byte) error {
 	return err
 }
 
-// close logs out of the kept connections.
+// close logs out of the kept connections, once no delivery is under way.
 func (a *appender) close() {
-	for {
-		select {
-		case c := <-a.idle:
+	for range appendConns {
+		if c := <-a.slots; c != nil {
 			c.Logout().Wait()
 			c.Close()
-		default:
-			return
 		}
 	}
+}
+
+// SMTPServer is a given SMTP server (a relay: Postfix in the bench's
+// tests, a staging relay of the operator's) that the daemon submits its
+// mail to in place of the mail world's. It must pass every mail on to the
+// mail world's SMTP server at Listen (Postfix: relayhost), where the
+// participants read theirs and the service's own mail (the sent copies)
+// goes to the service's mailbox. The participants still submit to the
+// mail world directly, as mail from outside arrives at an MX. A reaction
+// then ends when the daemon's answer has passed through the relay.
+type SMTPServer struct {
+	Addr string // host:port
+	// Security is tls, starttls, or plain (the default; loopback only).
+	Security string
+	// User and Password log in (AUTH); none for a relay that trusts the
+	// host.
+	User, Password string
+	// Listen is the mail world's SMTP listen address, the relay's next hop
+	// (host:port).
+	Listen string
+}
+
+func (s *SMTPServer) security() string {
+	if s.Security == "" {
+		return mailout.SecurityPlain
+	}
+	return s.Security
 }

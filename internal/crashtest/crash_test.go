@@ -68,7 +68,7 @@ func kill9UnderLoad(t *testing.T, imap *bench.IMAPServer) {
 
 	bin := testenv.BuildDaemon(t)
 	dir := t.TempDir()
-	x, err := bench.NewExternal(dir, bin, imap)
+	x, err := bench.NewExternal(dir, bin, bench.Given{IMAP: imap})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,10 @@ type Options struct {
 	// OnAccept relays their domains, so the world holds in memory only the
 	// mail an IMAP client (the daemon) reads.
 	Relay []string
+	// SMTPListen is the SMTP server's listen address; default
+	// 127.0.0.1:0 (an ephemeral port). A fixed one is for a given relay
+	// that forwards mail to the world.
+	SMTPListen string
 	// MaxMessageBytes is the SMTP size limit; default DefaultMaxMessageBytes.
 	MaxMessageBytes int64
 	// OnAccept, if set, is called once per accepted message, after it has
@@ -147,7 +151,8 @@ type user struct {
 	folders  map[string][]Delivered // deliveries into folders other than INBOX
 }
 
-// New starts the SMTP and IMAP servers on 127.0.0.1 (ephemeral ports).
+// New starts the SMTP and IMAP servers on 127.0.0.1 (ephemeral ports,
+// unless Options.SMTPListen names one).
 func New(opts *Options) (*World, error) {
 	var o Options
 	if opts != nil {
@@ -187,7 +192,10 @@ func New(opts *Options) (*World, error) {
 	if w.imapLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("mailworld: imap listener: %w", err)
 	}
-	if w.smtpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if o.SMTPListen == "" {
+		o.SMTPListen = "127.0.0.1:0"
+	}
+	if w.smtpLn, err = net.Listen("tcp", o.SMTPListen); err != nil {
 		w.imapLn.Close()
 		return nil, fmt.Errorf("mailworld: smtp listener: %w", err)
 	}

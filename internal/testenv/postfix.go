@@ -40,6 +40,9 @@ type PostfixOptions struct {
 	Addresses map[string]string
 	// MessageSizeLimit in bytes; 0 means 100 MiB.
 	MessageSizeLimit int64
+	// Relayhost, if set (host:port), is where mail for every other domain
+	// goes, over SMTP without TLS; without it such mail bounces.
+	Relayhost string
 }
 
 // Postfix is a private Postfix instance (postfix -c DIR) listening on one
@@ -287,9 +290,7 @@ smtp_tls_security_level = none
 alias_maps =
 alias_database =
 relay_domains =
-default_transport = error
-relay_transport = error
-virtual_mailbox_domains = %[9]s
+%[10]svirtual_mailbox_domains = %[9]s
 virtual_mailbox_base = %[4]s
 virtual_mailbox_maps = texthash:%[5]s/mailboxes
 virtual_uid_maps = static:%[6]d
@@ -301,7 +302,7 @@ recipient_delimiter = +
 smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
 smtpd_recipient_restrictions = check_policy_service inet:%[8]s
 biff = no
-`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "))
+`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "), outbound(opts))
 	// Only the services a local virtual delivery needs; none chrooted,
 	// one inet listener.
 	master := p.Addr + ` inet n - n - - smtpd
@@ -321,6 +322,7 @@ error      unix - - n - - error
 retry      unix - - n - - error
 discard    unix - - n - - discard
 virtual    unix - n n - - virtual
+smtp       unix - - n - - smtp
 anvil      unix - - n - 1 anvil
 scache     unix - - n - 1 scache
 postlog    unix-dgram n - n - 1 postlogd
@@ -329,6 +331,16 @@ postlog    unix-dgram n - n - 1 postlogd
 		return err
 	}
 	return os.WriteFile(filepath.Join(p.confDir, "master.cf"), []byte(master), 0o644)
+}
+
+// outbound is the main.cf lines for mail to other domains: to the
+// relayhost, or refused.
+func outbound(opts PostfixOptions) string {
+	if opts.Relayhost == "" {
+		return "default_transport = error\nrelay_transport = error\n"
+	}
+	host, port, _ := net.SplitHostPort(opts.Relayhost)
+	return fmt.Sprintf("default_transport = smtp\nrelay_transport = smtp\nrelayhost = [%s]:%s\n", host, port)
 }
 
 // postfixDomains lists the accepted domains: Domain, then those of the

@@ -16,11 +16,14 @@ bench:
 
 # The daemon through a private Dovecot (needs root and dovecot), its reaction
 # next to Dovecot's own notification delay (docs/PERFORMANCE.md).
+# VIA=-dovecot.append delivers by IMAP APPEND, as `bench --imap` does;
+# VIA=-dovecot.postfix has the daemon submit through a private Postfix.
 CASES ?= 40
 CONCURRENCY ?= 4
+VIA ?=
 bench-dovecot:
 	go test -count=1 -run '^$$' -bench Dovecot -benchtime 1x -timeout 30m ./internal/bench \
-		-dovecot.cases $(CASES) -dovecot.concurrency $(CONCURRENCY)
+		-dovecot.cases $(CASES) -dovecot.concurrency $(CONCURRENCY) $(VIA)
 
 fmt:
 	gofmt -w .

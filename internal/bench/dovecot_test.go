@@ -32,6 +32,7 @@ var (
 	dovecotConcurrency = flag.Int("dovecot.concurrency", 8, "BenchmarkDovecot: cases in flight")
 	dovecotAttachment  = flag.Int("dovecot.attachment", 1<<20, "BenchmarkDovecot: medical file bytes")
 	dovecotLog         = flag.String("dovecot.log", "", "BenchmarkDovecot: keep the daemon's log in this file")
+	dovecotPostfix     = flag.Bool("dovecot.postfix", false, "BenchmarkDovecot: the daemon submits to a private Postfix that relays all mail to the bench")
 	dovecotAppend      = flag.Bool("dovecot.append", false, "BenchmarkDovecot: deliver by IMAP APPEND, as `bench --imap` does, instead of into the maildir")
 )
 
@@ -185,10 +186,16 @@ func BenchmarkDovecot(b *testing.B) {
 		srv.Deliver = nil
 		srv.Name += " (APPEND)"
 	}
+	var relay *SMTPServer
+	if *dovecotPostfix {
+		listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
+		pf := testenv.StartPostfix(b, testenv.PostfixOptions{Relayhost: listen})
+		relay = &SMTPServer{Addr: pf.Addr, Listen: listen}
+	}
 	for b.Loop() {
 		dir := b.TempDir()
 		res, err := Run(context.Background(), Options{Dir: dir, Cases: *dovecotCases, Concurrency: *dovecotConcurrency,
-			Attachment: *dovecotAttachment, Daemon: bin, IMAP: srv, Timeout: 10 * time.Minute})
+			Attachment: *dovecotAttachment, Daemon: bin, IMAP: srv, SMTP: relay, Timeout: 10 * time.Minute})
 		if *dovecotLog != "" {
 			if log, rerr := os.ReadFile(filepath.Join(dir, "daemon.log")); rerr == nil {
 				_ = os.WriteFile(*dovecotLog, log, 0o600)

@@ -50,7 +50,8 @@ measures the server's own notification delay in a folder of its own
 (bench-probe; imap_notify_ms in the JSON). The inbox must be empty: the bench
 refuses to start otherwise, and leaves the handled mail in the folder
 Verwerkt. --imap-security is tls (default), starttls, or plain (loopback
-only); TLS trusts the system's roots (SSL_CERT_FILE adds a private CA).
+only); TLS trusts the system's roots (SSL_CERT_FILE points it at another
+bundle, e.g. one with a staging CA).
 
 --smtp HOST:PORT has the daemon submit its mail to that SMTP server (a relay
 of a staging setup; --smtp-user and --smtp-password-file if it wants AUTH,
@@ -108,17 +109,14 @@ reaction then ends when the answer has come through the relay.
 				if o.IMAP, err = givenIMAP(*imapAddr, *imapUser, *imapPassFile, *imapSec); err != nil {
 					return err
 				}
-				if *noSync {
-					return fmt.Errorf("%w: --nosync is in-process only; with --imap the daemon runs as configured for real", errUsage)
-				}
 			}
 			if *smtpAddr != "" {
 				if o.SMTP, err = givenSMTP(*smtpAddr, *smtpUser, *smtpPassFile, *smtpSec, *listen); err != nil {
 					return err
 				}
 			}
-			if *noSync && o.SMTP != nil {
-				return fmt.Errorf("%w: --nosync is in-process only; with --smtp the daemon runs as configured for real", errUsage)
+			if *noSync && (o.IMAP != nil || o.SMTP != nil) {
+				return fmt.Errorf("%w: --nosync is in-process only; with --imap or --smtp the daemon runs as configured for real", errUsage)
 			}
 			if *external || o.IMAP != nil || o.SMTP != nil {
 				if o.Daemon, err = os.Executable(); err != nil {

@@ -435,12 +435,19 @@ func Employees(prefix string, from, n int) []*Person {
 	return out
 }
 
+// logTail is the daemon log's last n lines.
+func (x *External) logTail(n int) string {
+	b, _ := os.ReadFile(filepath.Join(x.Dir, "daemon.log"))
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
 // WaitReady waits until the daemon has logged in to IMAP (its log says
 // "serving") or ctx ends.
 func (x *External) WaitReady(ctx context.Context) error {
 	for {
 		if !x.Running() {
-			return fmt.Errorf("daemon exited (see %s)", filepath.Join(x.Dir, "daemon.log"))
+			return fmt.Errorf("daemon exited; the end of its log:\n%s", x.logTail(5))
 		}
 		b, _ := os.ReadFile(filepath.Join(x.Dir, "daemon.log"))
 		if strings.Count(string(b), "msg=serving") >= x.Starts {

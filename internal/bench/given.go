@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -24,7 +24,7 @@ type IMAPServer struct {
 	Addr string // host:port
 	// Security is how the daemon and the bench connect: tls, starttls, or
 	// plain (the default; loopback only). TLS trusts the system roots
-	// (SSL_CERT_FILE names more).
+	// (SSL_CERT_FILE points it at another bundle).
 	Security mailin.Security
 	// User is the service's mailbox, the account the daemon logs in to
 	// (default ServiceAddr). Its inbox must be empty at the start: the
@@ -134,7 +134,8 @@ func (s *IMAPServer) deliver(a *appender, folder string, r io.Reader) error {
 type appender struct {
 	srv *IMAPServer
 	// slots holds a free slot's kept connection, or nil for none yet.
-	slots chan *imapclient.Client
+	slots  chan *imapclient.Client
+	closed sync.Once
 }
 
 const appendConns = 2
@@ -178,7 +179,7 @@ func (a *appender) append(folder string, r io.Reader) error {
 
 func appendOne(c *imapclient.Client, folder string, raw []byte) error {
 	cmd := c.Append(folder, int64(len(raw)), nil)
-	if _, err := io.Copy(cmd, bytes.NewReader(raw)); err != nil {
+	if _, err := cmd.Write(raw); err != nil {
 		cmd.Close()
 		return err
 	}
@@ -189,14 +190,17 @@ func appendOne(c *imapclient.Client, folder string, raw []byte) error {
 	return err
 }
 
-// close logs out of the kept connections, once no delivery is under way.
+// close logs out of the kept connections, once no delivery is under way;
+// the appender must not be used afterwards.
 func (a *appender) close() {
-	for range appendConns {
-		if c := <-a.slots; c != nil {
-			c.Logout().Wait()
-			c.Close()
+	a.closed.Do(func() {
+		for range appendConns {
+			if c := <-a.slots; c != nil {
+				c.Logout().Wait()
+				c.Close()
+			}
 		}
-	}
+	})
 }
 
 // SMTPServer is a given SMTP server (a relay: Postfix in the bench's

@@ -103,15 +103,8 @@ func (s *IMAPServer) prepare(folders ...string) error {
 			s.Addr, s.user(), n)
 	}
 	for _, f := range folders {
-		l, err := c.List("", f, nil).Collect()
-		if err != nil {
-			return fmt.Errorf("imap %s: list %s: %w", s.Addr, f, err)
-		}
-		if len(l) > 0 {
-			continue
-		}
-		if err := c.Create(f, nil).Wait(); err != nil {
-			return fmt.Errorf("imap %s: create %s: %w", s.Addr, f, err)
+		if _, err := mailin.EnsureMailbox(c, f); err != nil {
+			return fmt.Errorf("imap %s: %w", s.Addr, err)
 		}
 	}
 	return c.Logout().Wait()

@@ -396,22 +396,31 @@ func Dial(addr string, security Security, opts *imapclient.Options) (*imapclient
 
 // ensureMailbox creates name unless it exists.
 func (in *Ingester) ensureMailbox(c *imapclient.Client, name string) error {
+	created, err := EnsureMailbox(c, name)
+	if created {
+		in.log.Info("created mailbox", "created", name)
+	}
+	return err
+}
+
+// EnsureMailbox creates the mailbox name unless it exists (or another
+// client creates it meanwhile); created says whether this call did.
+func EnsureMailbox(c *imapclient.Client, name string) (created bool, err error) {
 	l, err := c.List("", name, nil).Collect()
 	if err != nil {
-		return fmt.Errorf("list %s: %w", name, err)
+		return false, fmt.Errorf("list %s: %w", name, err)
 	}
 	if len(l) > 0 {
-		return nil
+		return false, nil
 	}
 	if err := c.Create(name, nil).Wait(); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("create %s: %w", name, err)
+		return false, fmt.Errorf("create %s: %w", name, err)
 	}
-	in.log.Info("created mailbox", "created", name)
-	return nil
+	return true, nil
 }
 
 // ingestAll stores and marks every unprocessed message, oldest UID first.

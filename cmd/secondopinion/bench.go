@@ -50,12 +50,12 @@ measures the server's own notification delay in a folder of its own
 (bench-probe; imap_notify_ms in the JSON). The inbox must be empty: the bench
 refuses to start otherwise, and leaves the handled mail in the folder
 Verwerkt. --imap-security is tls (default), starttls, or plain (loopback
-only); TLS trusts the system's roots (SSL_CERT_FILE points it at another
-bundle, e.g. one with a staging CA).
+only); TLS trusts the system's roots and, with --imap-ca FILE, the PEM
+certificates in FILE (a staging CA; the daemon's imap.ca_file).
 
 --smtp HOST:PORT has the daemon submit its mail to that SMTP server (a relay
 of a staging setup; --smtp-user and --smtp-password-file if it wants AUTH,
---smtp-security as for IMAP) instead of the bench's own SMTP server. The relay
+--smtp-security and --smtp-ca as for IMAP) instead of the bench's own SMTP server. The relay
 must pass every mail on to the bench's SMTP server, which then listens on
 --listen (host:port; Postfix: relayhost = [host]:port): the participants read
 their mail there, and the service's sent copies go on to its mailbox. A
@@ -78,10 +78,12 @@ reaction then ends when the answer has come through the relay.
 		imapUser := fs.String("imap-user", "", "with --imap: the test account the daemon reads")
 		imapPassFile := fs.String("imap-password-file", "", "with --imap: file holding the account's password")
 		imapSec := fs.String("imap-security", "tls", "with --imap: tls, starttls, or plain (loopback only)")
+		imapCA := fs.String("imap-ca", "", "with --imap: PEM file of CA certificates trusted besides the system's")
 		smtpAddr := fs.String("smtp", "", "the SMTP relay (host:port) the daemon submits to (implies --external; needs --listen)")
 		smtpUser := fs.String("smtp-user", "", "with --smtp: the account to log in with (none: no AUTH)")
 		smtpPassFile := fs.String("smtp-password-file", "", "with --smtp-user: file holding its password")
 		smtpSec := fs.String("smtp-security", "tls", "with --smtp: tls, starttls, or plain (loopback only)")
+		smtpCA := fs.String("smtp-ca", "", "with --smtp: PEM file of CA certificates trusted besides the system's")
 		listen := fs.String("listen", "", "with --smtp: the bench's SMTP listen address (host:port), where the relay passes all mail on to")
 		return func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
@@ -106,12 +108,12 @@ reaction then ends when the answer has come through the relay.
 			o := bench.Options{Dir: dir, Cases: *cases, Concurrency: *conc, Attachment: n, NoSync: *noSync,
 				Open: *open, Timeout: *timeout}
 			if *imapAddr != "" {
-				if o.IMAP, err = givenIMAP(*imapAddr, *imapUser, *imapPassFile, *imapSec); err != nil {
+				if o.IMAP, err = givenIMAP(*imapAddr, *imapUser, *imapPassFile, *imapSec, *imapCA); err != nil {
 					return err
 				}
 			}
 			if *smtpAddr != "" {
-				if o.SMTP, err = givenSMTP(*smtpAddr, *smtpUser, *smtpPassFile, *smtpSec, *listen); err != nil {
+				if o.SMTP, err = givenSMTP(*smtpAddr, *smtpUser, *smtpPassFile, *smtpSec, *smtpCA, *listen); err != nil {
 					return err
 				}
 			}
@@ -162,7 +164,7 @@ reaction then ends when the answer has come through the relay.
 }
 
 // givenIMAP checks the --imap flags and reads the password.
-func givenIMAP(addr, user, passFile, security string) (*bench.IMAPServer, error) {
+func givenIMAP(addr, user, passFile, security, caFile string) (*bench.IMAPServer, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("%w: --imap %q: want host:port", errUsage, addr)
 	}
@@ -175,15 +177,18 @@ func givenIMAP(addr, user, passFile, security string) (*bench.IMAPServer, error)
 	default:
 		return nil, fmt.Errorf("%w: --imap-security %q: want tls, starttls or plain", errUsage, security)
 	}
+	if err := checkCAFlag("--imap-ca", caFile, security); err != nil {
+		return nil, err
+	}
 	pass, err := config.LoadSecret(passFile, "")
 	if err != nil {
 		return nil, fmt.Errorf("--imap-password-file: %w", err)
 	}
-	return &bench.IMAPServer{Addr: addr, Security: sec, User: user, Password: string(pass), Probe: true}, nil
+	return &bench.IMAPServer{Addr: addr, Security: sec, CAFile: caFile, User: user, Password: string(pass), Probe: true}, nil
 }
 
 // givenSMTP checks the --smtp flags and reads the password.
-func givenSMTP(addr, user, passFile, security, listen string) (*bench.SMTPServer, error) {
+func givenSMTP(addr, user, passFile, security, caFile, listen string) (*bench.SMTPServer, error) {
 	for flag, a := range map[string]string{"--smtp": addr, "--listen": listen} {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return nil, fmt.Errorf("%w: %s %q: want host:port", errUsage, flag, a)
@@ -194,7 +199,10 @@ func givenSMTP(addr, user, passFile, security, listen string) (*bench.SMTPServer
 	default:
 		return nil, fmt.Errorf("%w: --smtp-security %q: want tls, starttls or plain", errUsage, security)
 	}
-	s := &bench.SMTPServer{Addr: addr, Security: security, User: user, Listen: listen}
+	if err := checkCAFlag("--smtp-ca", caFile, security); err != nil {
+		return nil, err
+	}
+	s := &bench.SMTPServer{Addr: addr, Security: security, CAFile: caFile, User: user, Listen: listen}
 	if (user == "") != (passFile == "") {
 		return nil, fmt.Errorf("%w: --smtp-user and --smtp-password-file go together", errUsage)
 	}
@@ -206,6 +214,21 @@ func givenSMTP(addr, user, passFile, security, listen string) (*bench.SMTPServer
 		s.Password = string(pass)
 	}
 	return s, nil
+}
+
+// checkCAFlag checks a --imap-ca or --smtp-ca file as the daemon's
+// configuration check does its ca_file, before anything starts.
+func checkCAFlag(flag, file, security string) error {
+	if file == "" {
+		return nil
+	}
+	if security == mailout.SecurityPlain {
+		return fmt.Errorf("%w: %s is for tls or starttls, not plain", errUsage, flag)
+	}
+	if _, err := config.LoadCAFile(file); err != nil {
+		return fmt.Errorf("%w: %s: %v", errUsage, flag, err)
+	}
+	return nil
 }
 
 func printBench(e *env, r *bench.Result) {

@@ -56,6 +56,9 @@ func TestBenchUsage(t *testing.T) {
 		{"imap without user", []string{"bench", "--imap", "127.0.0.1:143", "--imap-password-file", "f"}},
 		{"imap without password", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u"}},
 		{"imap bad security", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-security", "ssl"}},
+		{"imap CA with plain", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-security", "plain", "--imap-ca", "bench_test.go"}},
+		{"imap CA not PEM", []string{"bench", "--imap", "127.0.0.1:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-ca", "bench_test.go"}},
+		{"smtp CA missing", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-ca", "no-such-ca.pem"}},
 		{"smtp without listen", []string{"bench", "--smtp", "127.0.0.1:25"}},
 		{"smtp user without password", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-user", "u"}},
 		{"smtp bad security", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-security", "ssl"}},
@@ -72,20 +75,39 @@ func TestBenchUsage(t *testing.T) {
 // TestBenchGivenServers runs `secondopinion bench --imap --smtp` as an
 // operator would, against a test account on a real IMAP server (a private
 // Dovecot) and a relay (a private Postfix that passes all mail on to the
-// bench): the cases complete through them, and the report names the
-// servers and the IMAP server's own notification delay.
+// bench), both with STARTTLS and a certificate from a private CA: the
+// cases complete through them, and the report names the servers and the
+// IMAP server's own notification delay. Without the CA the bench refuses
+// the server's certificate before it starts.
 func TestBenchGivenServers(t *testing.T) {
 	const user, pass = "bench@test.example", "bench-imap-test"
-	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{user: pass}})
+	tlsFiles := testenv.NewTLSFiles(t)
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{user: pass}, TLS: &tlsFiles})
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Relayhost: listen})
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{Relayhost: listen, TLS: &tlsFiles})
 	bin := testenv.BuildDaemon(t)
 	passFile := filepath.Join(t.TempDir(), "imap.password")
 	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "bench", "--imap", dc.Addr, "--imap-user", user, "--imap-password-file", passFile,
-		"--imap-security", "plain", "--smtp", pf.Addr, "--smtp-security", "plain", "--listen", listen, "--cases", "2", "--concurrency", "2", "--attachment-size", "64KB", "--json", "--timeout", "2m")
+	imapFlags := []string{"--imap", dc.Addr, "--imap-user", user, "--imap-password-file", passFile, "--imap-security", "starttls"}
+
+	t.Run("without the CA", func(t *testing.T) {
+		cmd := exec.Command(bin, append([]string{"bench", "--cases", "1", "--timeout", "1m"}, imapFlags...)...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Run(); err == nil {
+			t.Fatal("bench trusted a certificate of a CA it was not given")
+		}
+		if !strings.Contains(errb.String(), "certificate signed by unknown authority") {
+			t.Errorf("stderr does not say why: %s", errb.String())
+		}
+	})
+
+	args := append([]string{"bench"}, imapFlags...)
+	args = append(args, "--imap-ca", tlsFiles.CAFile, "--smtp", pf.Addr, "--smtp-security", "starttls", "--smtp-ca", tlsFiles.CAFile,
+		"--listen", listen, "--cases", "2", "--concurrency", "2", "--attachment-size", "64KB", "--json", "--timeout", "2m")
+	cmd := exec.Command(bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -109,6 +131,14 @@ func TestBenchGivenServers(t *testing.T) {
 	}
 	if r.Notify == nil || r.Notify.P50 <= 0 {
 		t.Errorf("no notification delay of the server in %s", out.String())
+	}
+	// The daemon's connections were encrypted: Dovecot marks a login over
+	// TLS, Postfix logs each TLS session.
+	if log := dc.Log(); !strings.Contains(log, "user=<"+user+">, method=PLAIN") || !strings.Contains(log, ", TLS, ") {
+		t.Errorf("Dovecot logged no login over TLS:\n%s", log)
+	}
+	if log := pf.Log(); !strings.Contains(log, "TLS connection established from") {
+		t.Errorf("Postfix logged no TLS connection from the daemon:\n%s", log)
 	}
 }
 

@@ -52,7 +52,7 @@ func TestCheckConfigBroken(t *testing.T) {
 	want := []string{
 		cfgPath + `:21: service.domain: "secondopinion..example.nl" is not a valid domain (lower case, like example.nl)`,
 		cfgPath + `:30: service.backoffice: "backoffice@" is not a valid address`,
-		cfgPath + ":51: smtp.port: must be 1-65535, got 0",
+		cfgPath + ":54: smtp.port: must be 1-65535, got 0",
 		reg + `:54: physicians[2].email: "jan@" is not a valid address`,
 		reg + `:78: physicians[5].arbodienst: unknown arbodienst "arbo-west"`,
 		reg + `:101: employers[1].notice_email: "p-o at middenstad.example.nl" is not a valid address`,
@@ -85,8 +85,8 @@ func TestCheckConfigSecrets(t *testing.T) {
 		t.Errorf("exit %d, want 1", code)
 	}
 	for _, want := range []string{
-		cfgPath + ":88: token_key_file: secret file is readable by others",
-		cfgPath + ":92: service_key_passphrase_env: environment variable SECONDOPINION_KEY_PASSPHRASE is empty",
+		cfgPath + ":92: token_key_file: secret file is readable by others",
+		cfgPath + ":96: service_key_passphrase_env: environment variable SECONDOPINION_KEY_PASSPHRASE is empty",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)

@@ -64,8 +64,16 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 			if err != nil {
 				return err
 			}
+			imapTLS, err := cfg.IMAPTLS()
+			if err != nil {
+				return fmt.Errorf("imap.ca_file: %w", err)
+			}
+			smtpTLS, err := cfg.SMTPTLS()
+			if err != nil {
+				return fmt.Errorf("smtp.ca_file: %w", err)
+			}
 			ing, err := mailin.New(engine.Spool{DB: w.Store}, &mailin.Options{
-				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security),
+				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security), TLSConfig: imapTLS,
 				Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
 				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, SentMailbox: cfg.SMTP.SentCopy.Mailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
 				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound, ObserveLag: observeLag,
@@ -74,7 +82,7 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 				return err
 			}
 			transport := &mailout.Transport{
-				Addr: fmt.Sprintf("%s:%d", cfg.SMTP.Host, cfg.SMTP.Port), Security: cfg.SMTP.Security,
+				Addr: fmt.Sprintf("%s:%d", cfg.SMTP.Host, cfg.SMTP.Port), Security: cfg.SMTP.Security, TLSConfig: smtpTLS,
 				AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
 			}
 			defer transport.Close() // QUIT on the connections kept for the next mail

@@ -238,6 +238,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		err = errors.Join(err, target.deliveryErr())
 	}
 	if err != nil {
+		if target.problems != nil {
+			if p := target.problems(5); p != "" {
+				err = fmt.Errorf("%w\nthe daemon's last warnings and errors:\n%s", err, p)
+			}
+		}
 		return nil, err
 	}
 	if probe != nil {
@@ -319,7 +324,10 @@ type daemon struct {
 	// server; failed is closed when there is one.
 	deliveryErr func() error
 	failed      <-chan struct{}
-	close       func()
+	// problems, if set, is the last n warnings and errors of the daemon's
+	// log, shown with a failed run.
+	problems func(n int) string
+	close    func()
 }
 
 // startRig runs the daemon in this process on the rig.
@@ -409,7 +417,7 @@ func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error)
 	var peak int64
 	return &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
 		peakRSS: func() int64 { peak = x.PeakRSS(); return peak },
-		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, failed: x.Failed(), close: func() { x.Close() }}, nil
+		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, failed: x.Failed(), problems: x.logProblems, close: func() { x.Close() }}, nil
 }
 
 func cpu(r syscall.Rusage) float64 {

@@ -201,9 +201,20 @@ func NewExternal(dir, bin string, given Given) (_ *External, err error) {
 	imapHost, imapPort := splitHostPort(imapAddr)
 	smtpHost, smtpPort := splitHostPort(x.World.SMTPAddr())
 	smtpSec, smtpAuth := mailout.SecurityPlain, ""
+	imapCA, smtpCA := "", "" // ca_file lines
+	if imap != nil && imap.CAFile != "" {
+		if imapCA, err = caFileLine(imap.CAFile); err != nil {
+			return nil, err
+		}
+	}
 	if s := given.SMTP; s != nil {
 		smtpHost, smtpPort = splitHostPort(s.Addr)
 		smtpSec = s.security()
+		if s.CAFile != "" {
+			if smtpCA, err = caFileLine(s.CAFile); err != nil {
+				return nil, err
+			}
+		}
 		if s.User != "" {
 			f, err := secret("smtp.password", []byte(s.Password))
 			if err != nil {
@@ -222,7 +233,7 @@ func NewExternal(dir, bin string, given Given) (_ *External, err error) {
 imap:
   host: %s
   port: %s
-  security: %s
+  security: %s%s
   username: %s
   password_file: %s
   poll_interval: %s
@@ -230,7 +241,7 @@ imap:
 smtp:
   host: %s
   port: %s
-  security: %s%s
+  security: %s%s%s
   sent_copy:
     address: %s
     mailbox: %s
@@ -246,7 +257,7 @@ log:
   level: info
 http:
   listen: ""
-`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, imapSec, imapUser, passFile, poll, processed, smtpHost, smtpPort, smtpSec, smtpAuth,
+`, rig.ServiceDomain, rig.AddrBackoffice, imapHost, imapPort, imapSec, imapCA, imapUser, passFile, poll, processed, smtpHost, smtpPort, smtpSec, smtpCA, smtpAuth,
 		rig.SentCopyAddress("so"), rig.SentCopyMailbox, tokenFile)
 	if x.Config, err = secret("secondopinion.yaml", []byte(cfg)); err != nil {
 		return nil, err
@@ -442,6 +453,20 @@ func (x *External) logTail(n int) string {
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
+// logProblems is the daemon log's last n warnings and errors: why a run
+// went nowhere (a server that refused the daemon, say), after the
+// temporary dir is gone.
+func (x *External) logProblems(n int) string {
+	b, _ := os.ReadFile(filepath.Join(x.Dir, "daemon.log"))
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
+			out = append(out, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(out[max(len(out)-n, 0):], "\n")
+}
+
 // WaitReady waits until the daemon has logged in to IMAP (its log says
 // "serving") or ctx ends.
 func (x *External) WaitReady(ctx context.Context) error {
@@ -459,4 +484,15 @@ func (x *External) WaitReady(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// caFileLine is the ca_file line of a server's section in the daemon's
+// configuration, for the file at path (made absolute: the daemon runs in
+// its own directory).
+func caFileLine(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return "\n  ca_file: " + strconv.Quote(abs), nil
 }

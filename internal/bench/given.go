@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"secondopinion/internal/config"
 	"secondopinion/internal/mailin"
 	"secondopinion/internal/mailout"
 )
@@ -23,9 +25,11 @@ type IMAPServer struct {
 	Name string // what the results call it, e.g. "dovecot 2.3.19"; default Addr
 	Addr string // host:port
 	// Security is how the daemon and the bench connect: tls, starttls, or
-	// plain (the default; loopback only). TLS trusts the system roots
-	// (SSL_CERT_FILE points it at another bundle).
+	// plain (the default; loopback only).
 	Security mailin.Security
+	// CAFile is a PEM file of certificates that the daemon (imap.ca_file)
+	// and the bench trust besides the system's roots.
+	CAFile string
 	// User is the service's mailbox, the account the daemon logs in to
 	// (default ServiceAddr). Its inbox must be empty at the start: the
 	// daemon would process whatever it holds.
@@ -75,6 +79,18 @@ func (s *IMAPServer) security() mailin.Security {
 
 // login connects to the server and logs in to the service's mailbox.
 func (s *IMAPServer) login(opts *imapclient.Options) (*imapclient.Client, error) {
+	if s.CAFile != "" {
+		pool, err := config.LoadCAFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("imap %s: %w", s.Addr, err)
+		}
+		o := imapclient.Options{}
+		if opts != nil {
+			o = *opts
+		}
+		o.TLSConfig = &tls.Config{RootCAs: pool}
+		opts = &o
+	}
 	c, err := mailin.Dial(s.Addr, s.security(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("imap %s: %w", s.Addr, err)
@@ -208,6 +224,8 @@ type SMTPServer struct {
 	Addr string // host:port
 	// Security is tls, starttls, or plain (the default; loopback only).
 	Security string
+	// CAFile is as IMAPServer.CAFile, for the daemon's smtp.ca_file.
+	CAFile string
 	// User and Password log in (AUTH); none for a relay that trusts the
 	// host.
 	User, Password string

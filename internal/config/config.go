@@ -112,6 +112,9 @@ type IMAP struct {
 	Port int `yaml:"port"`
 	// Security is tls (default), starttls or plain (loopback hosts only).
 	Security string `yaml:"security"`
+	// CAFile is a PEM file of certificates trusted besides the system's
+	// roots, for a server whose certificate an internal CA signed.
+	CAFile   string `yaml:"ca_file"`
 	Username string `yaml:"username"` // required
 	// PasswordFile or PasswordEnv: exactly one is required.
 	PasswordFile string `yaml:"password_file"`
@@ -135,6 +138,8 @@ type SMTP struct {
 	Port int `yaml:"port"`
 	// Security is tls (default), starttls or plain.
 	Security string `yaml:"security"`
+	// CAFile is as IMAP.CAFile, for the SMTP server.
+	CAFile string `yaml:"ca_file"`
 	// AllowInsecure permits security plain to a host that is not loopback
 	// (a relay on a trusted network). Off by default.
 	AllowInsecure bool `yaml:"allow_insecure"`
@@ -432,6 +437,7 @@ func (c *Config) resolve(dir string) {
 	for _, p := range []*string{
 		&c.DataDir, &c.KeysDir, &c.TemplatesDir, &c.Registry, &c.TokenKeyFile,
 		&c.ServiceKeyPassphraseFile, &c.IMAP.PasswordFile, &c.SMTP.PasswordFile,
+		&c.IMAP.CAFile, &c.SMTP.CAFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -479,7 +485,7 @@ func (c *Config) Validate() []error {
 		bad("service.backoffice", "%v", err)
 	}
 
-	checkServer := func(prefix, host string, port int, security string, allowInsecure bool) {
+	checkServer := func(prefix, host string, port int, security, caFile string, allowInsecure bool) {
 		required(prefix+".host", host)
 		if port < 1 || port > 65535 {
 			bad(prefix+".port", "must be 1-65535, got %d", port)
@@ -497,8 +503,15 @@ func (c *Config) Validate() []error {
 		default:
 			bad(prefix+".security", "%q: want tls, starttls or plain", security)
 		}
+		if caFile != "" {
+			if security == SecurityPlain {
+				bad(prefix+".ca_file", "is for security tls or starttls, not plain")
+			} else if _, err := LoadCAFile(caFile); err != nil {
+				bad(prefix+".ca_file", "%v", err)
+			}
+		}
 	}
-	checkServer("imap", c.IMAP.Host, c.IMAP.Port, c.IMAP.Security, false)
+	checkServer("imap", c.IMAP.Host, c.IMAP.Port, c.IMAP.Security, c.IMAP.CAFile, false)
 	required("imap.username", c.IMAP.Username)
 	c.checkSecretRef(bad, "imap.password", c.IMAP.PasswordFile, c.IMAP.PasswordEnv, true)
 	required("imap.mailbox", c.IMAP.Mailbox)
@@ -512,7 +525,7 @@ func (c *Config) Validate() []error {
 		bad("imap.poll_interval", "%v is too short: want at least 1s", c.IMAP.PollInterval)
 	}
 
-	checkServer("smtp", c.SMTP.Host, c.SMTP.Port, c.SMTP.Security, c.SMTP.AllowInsecure)
+	checkServer("smtp", c.SMTP.Host, c.SMTP.Port, c.SMTP.Security, c.SMTP.CAFile, c.SMTP.AllowInsecure)
 	c.checkSecretRef(bad, "smtp.password", c.SMTP.PasswordFile, c.SMTP.PasswordEnv, c.SMTP.Username != "")
 	if c.SMTP.Username == "" && (c.SMTP.PasswordFile != "" || c.SMTP.PasswordEnv != "") {
 		bad("smtp.username", "required when a password is configured")

@@ -40,6 +40,9 @@ type DovecotOptions struct {
 	// Capability, if set, replaces the capability list Dovecot advertises
 	// after login (imap_capability), e.g. to present a server without IDLE.
 	Capability string
+	// TLS, if set, has the listener offer STARTTLS with this certificate
+	// (plain logins still work).
+	TLS *TLSFiles
 }
 
 // Dovecot is a private Dovecot IMAP server on 127.0.0.1, started for one test.
@@ -139,6 +142,7 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 		Passwd:     passwdPath,
 		Port:       port,
 		Capability: opts.Capability,
+		TLS:        opts.TLS,
 	}
 	if err := os.WriteFile(d.conf, []byte(conf.render()), 0o644); err != nil {
 		t.Fatalf("dovecot: config: %v", err)
@@ -154,6 +158,14 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 type dovecotConf struct {
 	Instance, BaseDir, StateDir, LogPath, Maildir, Passwd, Capability string
 	Port                                                              int
+	TLS                                                               *TLSFiles
+}
+
+func (c dovecotConf) ssl() string {
+	if c.TLS == nil {
+		return "ssl = no"
+	}
+	return fmt.Sprintf("ssl = yes\nssl_cert = <%s\nssl_key = <%s", c.TLS.CertFile, c.TLS.KeyFile)
 }
 
 func (c dovecotConf) render() string {
@@ -165,7 +177,7 @@ state_dir = %s
 log_path = %s
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+%s
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:%s/%%u
@@ -190,7 +202,7 @@ service imap-login {
     port = 0
   }
 }
-`, c.Instance, c.BaseDir, c.StateDir, c.LogPath, c.Maildir, MailUID, MailGID,
+`, c.Instance, c.BaseDir, c.StateDir, c.LogPath, c.ssl(), c.Maildir, MailUID, MailGID,
 		c.Passwd, c.Passwd, c.Maildir, c.Port)
 	if c.Capability != "" {
 		fmt.Fprintf(&b, "protocol imap {\n  imap_capability = %s\n}\n", c.Capability)

@@ -43,6 +43,8 @@ type PostfixOptions struct {
 	// Relayhost, if set (host:port), is where mail for every other domain
 	// goes, over SMTP without TLS; without it such mail bounces.
 	Relayhost string
+	// TLS, if set, has the listener offer STARTTLS with this certificate.
+	TLS *TLSFiles
 }
 
 // Postfix is a private Postfix instance (postfix -c DIR) listening on one
@@ -285,8 +287,7 @@ mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
+%[11]ssmtp_tls_security_level = none
 alias_maps =
 alias_database =
 relay_domains =
@@ -302,7 +303,7 @@ recipient_delimiter = +
 smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
 smtpd_recipient_restrictions = check_policy_service inet:%[8]s
 biff = no
-`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "), outbound(opts))
+`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "), outbound(opts), smtpdTLS(opts))
 	// Only the services a local virtual delivery needs; none chrooted,
 	// one inet listener.
 	master := p.Addr + ` inet n - n - - smtpd
@@ -327,10 +328,21 @@ anvil      unix - - n - 1 anvil
 scache     unix - - n - 1 scache
 postlog    unix-dgram n - n - 1 postlogd
 `
+	if opts.TLS != nil {
+		master += "tlsmgr     unix - - n 1000? 1 tlsmgr\n"
+	}
 	if err := os.WriteFile(filepath.Join(p.confDir, "main.cf"), []byte(main), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(p.confDir, "master.cf"), []byte(master), 0o644)
+}
+
+// smtpdTLS is the main.cf lines for STARTTLS on the listener.
+func smtpdTLS(opts PostfixOptions) string {
+	if opts.TLS == nil {
+		return "smtpd_tls_security_level = none\n"
+	}
+	return fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n", opts.TLS.CertFile, opts.TLS.KeyFile)
 }
 
 // outbound is the main.cf lines for mail to other domains: to the

@@ -29,6 +29,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"secondopinion/internal/config/yamldoc"
+	"secondopinion/internal/loopback"
 	"secondopinion/internal/registry"
 	"secondopinion/internal/workdays"
 )
@@ -493,7 +494,7 @@ func (c *Config) Validate() []error {
 		switch security {
 		case SecurityTLS, SecurityStartTLS:
 		case SecurityPlain:
-			if host != "" && !isLoopback(host) && !allowInsecure {
+			if host != "" && !loopback.Host(host) && !allowInsecure {
 				if prefix == "smtp" {
 					bad(prefix+".security", "plain (no TLS) only to a loopback host, not %q (set allow_insecure to override)", host)
 				} else {
@@ -632,14 +633,6 @@ func (c *Config) checkSecretRef(bad func(path, format string, args ...any), pref
 	case env != "" && !envName.MatchString(env):
 		bad(prefix+"_env", "%q is not an environment variable name", env)
 	}
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }
 
 // Span is a waiting time in YAML: a Go duration ("48h") or a number of

@@ -35,6 +35,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"secondopinion/internal/loopback"
 )
 
 // Raw describes one message as found on the IMAP server.
@@ -190,7 +192,7 @@ func New(spool Spool, opts *Options) (*Ingester, error) {
 		o.Security = SecurityTLS
 	case SecurityTLS, SecurityStartTLS:
 	case SecurityPlain:
-		if !isLoopback(host) {
+		if !loopback.Host(host) {
 			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, o.Addr)
 		}
 	default:
@@ -234,14 +236,6 @@ func New(spool Spool, opts *Options) (*Ingester, error) {
 		opts:  o,
 		log:   o.Logger.With("imap", o.Addr, "mailbox", o.Mailbox),
 	}, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Run ingests until ctx is done, reconnecting after any error, and then
@@ -377,7 +371,7 @@ func Dial(addr string, security Security, opts *imapclient.Options) (*imapclient
 	case SecurityStartTLS:
 		c, err = imapclient.DialStartTLS(addr, opts)
 	case SecurityPlain:
-		if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) {
+		if host, _, _ := net.SplitHostPort(addr); !loopback.Host(host) {
 			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, addr)
 		}
 		c, err = imapclient.DialInsecure(addr, opts)

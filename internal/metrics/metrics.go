@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"secondopinion/internal/loopback"
 	"secondopinion/internal/procedure"
 	"secondopinion/internal/store"
 )
@@ -190,7 +191,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("health and metrics endpoint: %w", err)
 	}
-	if !loopback(addr) {
+	if !loopback.Addr(addr) {
 		logger.Warn("the health and metrics endpoint listens beyond this machine and has no authentication; firewall it", "listen", ln.Addr().String())
 	}
 	srv := &http.Server{
@@ -223,16 +224,4 @@ func Serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger
 	}()
 	logger.Info("health and metrics endpoint", "listen", ln.Addr().String())
 	return ln.Addr(), func() { cancel(); <-stopped }, nil
-}
-
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

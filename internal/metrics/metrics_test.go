@@ -405,14 +405,3 @@ func TestStopWithoutCancelShutsDown(t *testing.T) {
 		t.Error("still listening after stop")
 	}
 }
-
-func TestLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:9464": true, "[::1]:9464": true, "localhost:9464": true,
-		"0.0.0.0:9464": false, ":9464": false, "192.0.2.1:9464": false, "bad": false,
-	} {
-		if got := loopback(addr); got != want {
-			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}

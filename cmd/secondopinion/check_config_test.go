@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"secondopinion/internal/testenv"
 )
 
 func ccRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -166,5 +169,74 @@ func TestCheckConfigKeys(t *testing.T) {
 	code, out, _ := ccRun(t, "check-config", "-keys", cfgPath)
 	if code != 1 || strings.Count(out, "\n") != 1 || !strings.Contains(out, "physicians[5].key_file:") || !strings.Contains(out, "k.smit@zuidarbo.example.test.asc") {
 		t.Errorf("exit %d, stdout:\n%s\nwant one line about physicians[5].key_file", code, out)
+	}
+}
+
+// TestCheckConfigServers runs check-config -servers against a real Dovecot
+// and Postfix with STARTTLS and a certificate from a private CA, as an
+// operator would before the first start: with the CA in ca_file both work,
+// without it both are refused with the reason, and a wrong password is
+// named as such.
+func TestCheckConfigServers(t *testing.T) {
+	const user, pass = "so@secondopinion.example.nl", "so-imap-test"
+	tlsFiles := testenv.NewTLSFiles(t)
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Users: map[string]string{user: pass}, TLS: &tlsFiles})
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{TLS: &tlsFiles})
+	_, imapPort, _ := net.SplitHostPort(dc.Addr)
+	_, smtpPort, _ := net.SplitHostPort(pf.Addr)
+	dir := t.TempDir()
+	ccCopyEdit(t, "../../config/registry.example.yaml", filepath.Join(dir, "registry.example.yaml"))
+	write := func(withCA bool) string {
+		ca := ""
+		if withCA {
+			ca = "\n  ca_file: " + tlsFiles.CAFile
+		}
+		p := filepath.Join(dir, "so.yaml")
+		ccCopyEdit(t, "../../config/secondopinion.example.yaml", p,
+			"host: imap.secondopinion.example.nl", "host: 127.0.0.1\n  port: "+imapPort,
+			"  security: tls               # tls (default) | starttls | plain (plain: loopback hosts only)", "  security: starttls"+ca,
+			"host: smtp.secondopinion.example.nl", "host: 127.0.0.1\n  port: "+smtpPort,
+			"  security: tls               # tls (default) | starttls | plain\n", "  security: starttls"+ca+"\n",
+			"  username: so@secondopinion.example.nl   # optional; with it a password is required\n", "",
+			"  password_env: SECONDOPINION_SMTP_PASSWORD\n", "",
+		)
+		return p
+	}
+
+	t.Setenv("SECONDOPINION_IMAP_PASSWORD", pass)
+	code, out, errOut := ccRun(t, "check-config", "-servers", write(true))
+	t.Logf("check-config -servers:\n%s", out)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"imap " + dc.Addr + ": ok: logged in as " + user + "; INBOX holds 0 messages; Verwerkt will be created at the first start; Verzonden will be created at the first start\n",
+		"smtp " + pf.Addr + ": ok: TLS\n",
+		"ok: 3 arbodiensten",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dc.MaildirBase, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("the check created the folder %s", e.Name()) // Maildir++: .Verwerkt
+		}
+	}
+
+	code, out, _ = ccRun(t, "check-config", "-servers", write(false))
+	t.Logf("without ca_file:\n%s", out)
+	if code != 1 || strings.Count(out, "certificate signed by unknown authority") != 2 {
+		t.Errorf("without ca_file: exit %d, want 1 and both servers refused:\n%s", code, out)
+	}
+
+	t.Setenv("SECONDOPINION_IMAP_PASSWORD", "wrong")
+	code, out, _ = ccRun(t, "check-config", "-servers", write(true))
+	if code != 1 || !strings.Contains(out, "imap "+dc.Addr+": login as "+user+": ") || !strings.Contains(out, "smtp "+pf.Addr+": ok") {
+		t.Errorf("wrong password: exit %d:\n%s", code, out)
 	}
 }

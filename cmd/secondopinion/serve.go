@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -56,34 +58,14 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 				defer stop()
 				observeLag = ops.ObserveIngestLag
 			}
-			imapPass, err := cfg.IMAPPassword()
+			inOpts, transport, err := mailServers(cfg)
 			if err != nil {
 				return err
 			}
-			smtpPass, err := cfg.SMTPPassword()
+			inOpts.Logger, inOpts.Notify, inOpts.ObserveLag = logger, w.Engine.KickInbound, observeLag
+			ing, err := mailin.New(engine.Spool{DB: w.Store}, inOpts)
 			if err != nil {
 				return err
-			}
-			imapTLS, err := cfg.IMAPTLS()
-			if err != nil {
-				return fmt.Errorf("imap.ca_file: %w", err)
-			}
-			smtpTLS, err := cfg.SMTPTLS()
-			if err != nil {
-				return fmt.Errorf("smtp.ca_file: %w", err)
-			}
-			ing, err := mailin.New(engine.Spool{DB: w.Store}, &mailin.Options{
-				Addr: fmt.Sprintf("%s:%d", cfg.IMAP.Host, cfg.IMAP.Port), Security: mailin.Security(cfg.IMAP.Security), TLSConfig: imapTLS,
-				Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
-				ProcessedMailbox: cfg.IMAP.ProcessedMailbox, SentMailbox: cfg.SMTP.SentCopy.Mailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
-				PollInterval: cfg.IMAP.PollInterval, Logger: logger, Notify: w.Engine.KickInbound, ObserveLag: observeLag,
-			})
-			if err != nil {
-				return err
-			}
-			transport := &mailout.Transport{
-				Addr: fmt.Sprintf("%s:%d", cfg.SMTP.Host, cfg.SMTP.Port), Security: cfg.SMTP.Security, TLSConfig: smtpTLS,
-				AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
 			}
 			defer transport.Close() // QUIT on the connections kept for the next mail
 			worker := mailout.NewWorker(engine.Queue{Store: w.Store}, transport)
@@ -117,6 +99,39 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 			return err
 		}
 	},
+}
+
+// mailServers turns the configuration into the ingester's connection
+// settings and the SMTP transport: the one place for both, used by serve
+// and by check-config -servers. It reads the passwords and the CA files.
+func mailServers(cfg *config.Config) (*mailin.Options, *mailout.Transport, error) {
+	imapPass, err := cfg.IMAPPassword()
+	if err != nil {
+		return nil, nil, err
+	}
+	smtpPass, err := cfg.SMTPPassword()
+	if err != nil {
+		return nil, nil, err
+	}
+	imapTLS, err := cfg.IMAPTLS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("imap.ca_file: %w", err)
+	}
+	smtpTLS, err := cfg.SMTPTLS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("smtp.ca_file: %w", err)
+	}
+	in := &mailin.Options{
+		Addr: net.JoinHostPort(cfg.IMAP.Host, strconv.Itoa(cfg.IMAP.Port)), Security: mailin.Security(cfg.IMAP.Security), TLSConfig: imapTLS,
+		Username: cfg.IMAP.Username, Password: imapPass, Mailbox: cfg.IMAP.Mailbox,
+		ProcessedMailbox: cfg.IMAP.ProcessedMailbox, SentMailbox: cfg.SMTP.SentCopy.Mailbox, MaxSize: int64(cfg.IMAP.MaxMessageSize),
+		PollInterval: cfg.IMAP.PollInterval,
+	}
+	out := &mailout.Transport{
+		Addr: net.JoinHostPort(cfg.SMTP.Host, strconv.Itoa(cfg.SMTP.Port)), Security: cfg.SMTP.Security, TLSConfig: smtpTLS,
+		AllowInsecure: cfg.SMTP.AllowInsecure, Username: cfg.SMTP.Username, Password: smtpPass, HelloName: cfg.SMTP.HelloName,
+	}
+	return in, out, nil
 }
 
 // reloadRegistry is what SIGHUP does: it loads the configuration and the

@@ -31,6 +31,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -355,6 +356,70 @@ func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
 			},
 		},
 	})
+}
+
+// Check connects and logs in with opts as Run would, and looks at the
+// mailbox read-only (EXAMINE): nothing is fetched, flagged, moved or
+// created. It returns a line for the operator: the mailbox's message
+// count, whether the server has IDLE, and which of the folders the daemon
+// files into exist (Run creates those that do not).
+func Check(ctx context.Context, opts *Options) (string, error) {
+	in, err := New(noSpool{}, opts)
+	if err != nil {
+		return "", err
+	}
+	return in.check(ctx)
+}
+
+// noSpool is the spool of an ingester that only checks; it stores nothing.
+type noSpool struct{}
+
+func (noSpool) Stage(context.Context, Raw, io.Reader) (Staged, error) {
+	return nil, errors.New("mailin: a check stores nothing")
+}
+
+func (noSpool) Commit(context.Context, []Staged) ([]Stored, error) {
+	return nil, errors.New("mailin: a check stores nothing")
+}
+
+func (in *Ingester) check(ctx context.Context) (string, error) {
+	c, err := in.dial(nil)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.Login(in.opts.Username, in.opts.Password).Wait(); err != nil {
+		return "", fmt.Errorf("login as %s: %w", in.opts.Username, err)
+	}
+	sel, err := c.Select(in.opts.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return "", fmt.Errorf("mailbox %s: %w", in.opts.Mailbox, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s holds %d messages", in.opts.Mailbox, sel.NumMessages)
+	if !c.Caps().Has(imap.CapIdle) {
+		fmt.Fprintf(&b, "; no IDLE: new mail is seen every %s", in.opts.PollInterval)
+	}
+	for _, name := range []string{in.opts.ProcessedMailbox, in.opts.SentMailbox} {
+		if name == "" {
+			continue
+		}
+		l, err := c.List("", name, nil).Collect()
+		if err != nil {
+			return "", fmt.Errorf("list %s: %w", name, err)
+		}
+		if len(l) == 0 {
+			fmt.Fprintf(&b, "; %s will be created at the first start", name)
+		} else {
+			fmt.Fprintf(&b, "; %s exists", name)
+		}
+	}
+	if err := c.Logout().Wait(); err != nil {
+		return "", fmt.Errorf("logout: %w", err)
+	}
+	return b.String(), nil
 }
 
 // Dial connects to the IMAP server at addr (host:port) with security

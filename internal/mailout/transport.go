@@ -363,6 +363,33 @@ func (t *Transport) put(s *session) {
 	}
 }
 
+// Check connects as Deliver does (EHLO, and STARTTLS and AUTH as
+// configured) and ends with QUIT: no mail is sent. It returns how the
+// session was secured, for the operator.
+func (t *Transport) Check(ctx context.Context) (string, error) {
+	hello := t.HelloName
+	if hello == "" {
+		hello = "localhost"
+	}
+	s, err := t.open(ctx, hello)
+	if err != nil {
+		var de *DeliveryError
+		if errors.As(err, &de) && de.Msg != "" {
+			return "", errors.New(de.Msg) // no mail: not a "delivery failure"
+		}
+		return "", err
+	}
+	defer quit(s)
+	how := "no TLS"
+	if s.c.isTLS {
+		how = "TLS"
+	}
+	if t.Username != "" {
+		how += ", logged in as " + t.Username
+	}
+	return how, nil
+}
+
 // quit ends a session politely (QUIT), bounded by a short deadline.
 func quit(s *session) {
 	s.raw.SetDeadline(time.Now().Add(10 * time.Second))

@@ -454,8 +454,8 @@ func (x *External) logTail(n int) string {
 }
 
 // logProblems is the daemon log's last n warnings and errors: why a run
-// went nowhere (a server that refused the daemon, say), after the
-// temporary dir is gone.
+// went nowhere (a server that refused the daemon, say). The error of the
+// run carries them, since the log goes with the temporary dir.
 func (x *External) logProblems(n int) string {
 	b, _ := os.ReadFile(filepath.Join(x.Dir, "daemon.log"))
 	var out []string
@@ -467,8 +467,8 @@ func (x *External) logProblems(n int) string {
 	return strings.Join(out[max(len(out)-n, 0):], "\n")
 }
 
-// WaitReady waits until the daemon has logged in to IMAP (its log says
-// "serving") or ctx ends.
+// WaitReady waits until the daemon has started (its log says "serving";
+// it logs in to IMAP right after) or ctx ends.
 func (x *External) WaitReady(ctx context.Context) error {
 	for {
 		if !x.Running() {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"crypto/tls"
 	"fmt"
 	"io"
 	"sync"
@@ -80,7 +79,7 @@ func (s *IMAPServer) security() mailin.Security {
 // login connects to the server and logs in to the service's mailbox.
 func (s *IMAPServer) login(opts *imapclient.Options) (*imapclient.Client, error) {
 	if s.CAFile != "" {
-		pool, err := config.LoadCAFile(s.CAFile)
+		tc, err := config.TLSWithCA(s.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("imap %s: %w", s.Addr, err)
 		}
@@ -88,7 +87,7 @@ func (s *IMAPServer) login(opts *imapclient.Options) (*imapclient.Client, error)
 		if opts != nil {
 			o = *opts
 		}
-		o.TLSConfig = &tls.Config{RootCAs: pool}
+		o.TLSConfig = tc
 		opts = &o
 	}
 	c, err := mailin.Dial(s.Addr, s.security(), opts)

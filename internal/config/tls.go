@@ -61,13 +61,16 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 
 // IMAPTLS is the TLS client configuration for the IMAP server: nil (the
 // system's roots) without imap.ca_file.
-func (c *Config) IMAPTLS() (*tls.Config, error) { return tlsWithCA(c.IMAP.CAFile) }
+func (c *Config) IMAPTLS() (*tls.Config, error) { return TLSWithCA(c.IMAP.CAFile) }
 
 // SMTPTLS is the TLS client configuration for the SMTP server: nil (the
 // system's roots) without smtp.ca_file.
-func (c *Config) SMTPTLS() (*tls.Config, error) { return tlsWithCA(c.SMTP.CAFile) }
+func (c *Config) SMTPTLS() (*tls.Config, error) { return TLSWithCA(c.SMTP.CAFile) }
 
-func tlsWithCA(file string) (*tls.Config, error) {
+// TLSWithCA is a TLS client configuration that trusts the system's roots
+// and the certificates in the PEM file (LoadCAFile); nil, meaning the
+// system's roots alone, when file is "".
+func TLSWithCA(file string) (*tls.Config, error) {
 	if file == "" {
 		return nil, nil
 	}

@@ -38,10 +38,16 @@ type memItem struct {
 func newMemQueue() *memQueue { return &memQueue{changed: make(chan struct{}, 100)} }
 
 func (q *memQueue) add(it Item, data []byte, due time.Time) *memItem {
+	return q.addOpen(it, data, due, nil)
+}
+
+// addOpen is add with the body read through open (nil: data), set with
+// the item, before a running worker can see it.
+func (q *memQueue) addOpen(it Item, data []byte, due time.Time, open func() (io.ReadCloser, error)) *memItem {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	it.ID = int64(len(q.items) + 1)
-	m := &memItem{Item: it, data: data, next: due, state: "pending"}
+	m := &memItem{Item: it, data: data, open: open, next: due, state: "pending"}
 	q.items = append(q.items, m)
 	return m
 }
@@ -212,8 +218,18 @@ func newWorkerEnv(t *testing.T) *workerEnv {
 
 func (e *workerEnv) enqueue(t *testing.T, msgID, to string) *memItem {
 	t.Helper()
-	return e.q.add(Item{MessageID: msgID, From: "so@example.test", To: []string{to}, Queued: e.clock.Now()},
-		[]byte(strings.ReplaceAll(testMsg, "<t1@example.test>", "<"+msgID+">")), e.clock.Now())
+	return e.enqueueOpen(t, msgID, to, nil)
+}
+
+// enqueueOpen is enqueue with the body read through open(data).
+func (e *workerEnv) enqueueOpen(t *testing.T, msgID, to string, open func(data []byte) (io.ReadCloser, error)) *memItem {
+	t.Helper()
+	data := []byte(strings.ReplaceAll(testMsg, "<t1@example.test>", "<"+msgID+">"))
+	var o func() (io.ReadCloser, error)
+	if open != nil {
+		o = func() (io.ReadCloser, error) { return open(data) }
+	}
+	return e.q.addOpen(Item{MessageID: msgID, From: "so@example.test", To: []string{to}, Queued: e.clock.Now()}, data, e.clock.Now(), o)
 }
 
 func TestWorkerOutcomes(t *testing.T) {
@@ -368,13 +384,12 @@ func TestWorkerDoesNotWaitForSlowMail(t *testing.T) {
 	go func() { done <- e.w.Run(ctx) }()
 
 	started, release := make(chan struct{}), make(chan struct{})
-	slow := e.enqueue(t, "slow1@example.test", "slow@example.net")
-	data := slow.data
-	slow.open = func() (io.ReadCloser, error) {
+	// The slow body is set with the item: the worker already runs.
+	e.enqueueOpen(t, "slow1@example.test", "slow@example.net", func(data []byte) (io.ReadCloser, error) {
 		close(started)
 		<-release
 		return openBytes(data)()
-	}
+	})
 	e.w.Kick()
 	<-started
 	quick := e.enqueue(t, "quick@example.test", "quick@example.net")

@@ -15,7 +15,7 @@ const maxCAFile = 4 << 20
 
 // LoadCAFile returns the system's root certificates plus the certificates
 // in the PEM file at path: for a mail server whose certificate an internal
-// CA signed (or a self-signed one, pinned by giving the certificate itself).
+// CA signed (or a self-signed one, by giving the certificate itself).
 // A file without certificates, with a block that does not parse, or with
 // anything but certificates (a private key put there by mistake) is an
 // error that names it.

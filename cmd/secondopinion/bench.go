@@ -16,7 +16,6 @@ import (
 	"secondopinion/internal/bench"
 	"secondopinion/internal/config"
 	"secondopinion/internal/mailin"
-	"secondopinion/internal/mailout"
 )
 
 var cmdBench = &command{
@@ -171,20 +170,14 @@ func givenIMAP(addr, user, passFile, security, caFile string) (*bench.IMAPServer
 	if user == "" || passFile == "" {
 		return nil, fmt.Errorf("%w: --imap needs --imap-user and --imap-password-file", errUsage)
 	}
-	sec := mailin.Security(security)
-	switch sec {
-	case mailin.SecurityTLS, mailin.SecurityStartTLS, mailin.SecurityPlain:
-	default:
-		return nil, fmt.Errorf("%w: --imap-security %q: want tls, starttls or plain", errUsage, security)
-	}
-	if err := checkCAFlag("--imap-ca", caFile, security); err != nil {
+	if err := checkTLSFlags("imap", security, caFile); err != nil {
 		return nil, err
 	}
 	pass, err := config.LoadSecret(passFile, "")
 	if err != nil {
 		return nil, fmt.Errorf("--imap-password-file: %w", err)
 	}
-	return &bench.IMAPServer{Addr: addr, Security: sec, CAFile: caFile, User: user, Password: string(pass), Probe: true}, nil
+	return &bench.IMAPServer{Addr: addr, Security: mailin.Security(security), CAFile: caFile, User: user, Password: string(pass), Probe: true}, nil
 }
 
 // givenSMTP checks the --smtp flags and reads the password.
@@ -194,12 +187,7 @@ func givenSMTP(addr, user, passFile, security, caFile, listen string) (*bench.SM
 			return nil, fmt.Errorf("%w: %s %q: want host:port", errUsage, flag, a)
 		}
 	}
-	switch security {
-	case mailout.SecurityTLS, mailout.SecurityStartTLS, mailout.SecurityPlain:
-	default:
-		return nil, fmt.Errorf("%w: --smtp-security %q: want tls, starttls or plain", errUsage, security)
-	}
-	if err := checkCAFlag("--smtp-ca", caFile, security); err != nil {
+	if err := checkTLSFlags("smtp", security, caFile); err != nil {
 		return nil, err
 	}
 	s := &bench.SMTPServer{Addr: addr, Security: security, CAFile: caFile, User: user, Listen: listen}
@@ -216,17 +204,23 @@ func givenSMTP(addr, user, passFile, security, caFile, listen string) (*bench.SM
 	return s, nil
 }
 
-// checkCAFlag checks a --imap-ca or --smtp-ca file as the daemon's
-// configuration check does its ca_file, before anything starts.
-func checkCAFlag(flag, file, security string) error {
-	if file == "" {
+// checkTLSFlags checks --imap-security or --smtp-security and the CA file
+// of --imap-ca or --smtp-ca, as the daemon's configuration check does
+// security and ca_file, before anything starts.
+func checkTLSFlags(server, security, caFile string) error {
+	switch security {
+	case config.SecurityTLS, config.SecurityStartTLS, config.SecurityPlain:
+	default:
+		return fmt.Errorf("%w: --%s-security %q: want tls, starttls or plain", errUsage, server, security)
+	}
+	if caFile == "" {
 		return nil
 	}
-	if security == mailout.SecurityPlain {
-		return fmt.Errorf("%w: %s is for tls or starttls, not plain", errUsage, flag)
+	if security == config.SecurityPlain {
+		return fmt.Errorf("%w: --%s-ca is for tls or starttls, not plain", errUsage, server)
 	}
-	if _, err := config.LoadCAFile(file); err != nil {
-		return fmt.Errorf("%w: %s: %v", errUsage, flag, err)
+	if _, err := config.LoadCAFile(caFile); err != nil {
+		return fmt.Errorf("%w: --%s-ca: %v", errUsage, server, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -90,7 +91,7 @@ func (s *IMAPServer) login(opts *imapclient.Options) (*imapclient.Client, error)
 		o.TLSConfig = tc
 		opts = &o
 	}
-	c, err := mailin.Dial(s.Addr, s.security(), opts)
+	c, err := mailin.Dial(context.Background(), s.Addr, s.security(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("imap %s: %w", s.Addr, err)
 	}

@@ -76,6 +76,56 @@ func TestDovecotExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestDovecotHungServer: the mail process serving the ingester hangs
+// (stopped: the connection stays open, nothing comes back). The ingester
+// drops it once the server has owed an answer for AnswerTimeout, says so
+// in the log, reconnects to a fresh process, and stores the mail that
+// arrived meanwhile.
+func TestDovecotHungServer(t *testing.T) {
+	t.Parallel()
+	d := startDovecot(t, "")
+	spool := newFileSpool(t)
+	notified := newCounter()
+	var logs testenv.LogBuffer
+	const limit = 300 * time.Millisecond
+	in := newIngester(t, spool, mailin.Options{
+		Addr: d.Addr, ProcessedMailbox: "Verwerkt", PollInterval: 200 * time.Millisecond, AnswerTimeout: limit,
+		Notify: notified.inc, Logger: debugLogger(&logs),
+	})
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	ctx := waitCtx(t)
+	msgIDs := ids(2, "hung")
+	d.Deliver(testUser, testMessage(msgIDs[0]))
+	r := start(t, in)
+	notified.waitFor(t, ctx, 1)
+	waitMarked(t, d.Addr, "Verwerkt", 1)
+
+	n, resume := d.Hang()
+	defer resume()
+	if n == 0 {
+		t.Fatal("no mail process to hang")
+	}
+	begin := time.Now()
+	d.Deliver(testUser, testMessage(msgIDs[1]))
+	notified.waitFor(t, ctx, 2)
+	t.Logf("stored %v after the server hung (answer limit %v, IDLE renewed every 200ms)", time.Since(begin).Round(time.Millisecond), limit)
+	waitMarked(t, d.Addr, "Verwerkt", 2)
+	r.stop(t)
+
+	for _, id := range msgIDs {
+		if n := uniqueIDs(spool.snapshot())[id]; n != 1 {
+			t.Errorf("%s stored as new %d times, want 1", id, n)
+		}
+	}
+	if want := "no answer from the IMAP server for 300ms"; !strings.Contains(logs.String(), want) {
+		t.Errorf("the log does not say %q", want)
+	}
+}
+
 // TestDovecotCrashBetweenStoreAndMark: a crash after the spool has the
 // message and before Dovecot has it marked; after the restart it is seen as
 // a duplicate, marked, and processed once.

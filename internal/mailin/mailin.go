@@ -18,7 +18,9 @@
 // means everything unprocessed is fetched again and the spool dedupes it),
 // ingests all unprocessed messages, then waits with IDLE, or polls when the
 // server has no IDLE. Any error ends the session and the loop reconnects
-// with exponential backoff.
+// with exponential backoff; so does a server that owes an answer and sends
+// nothing for AnswerTimeout (a hung server process, or a connection lost
+// without a reset), which would otherwise hold the loop for good.
 package mailin
 
 import (
@@ -141,6 +143,10 @@ type Options struct {
 	// PollInterval is how often to look for new mail when the server has no
 	// IDLE, and how long one IDLE lasts at most; default DefaultPollInterval.
 	PollInterval time.Duration
+	// AnswerTimeout is how long the server may send nothing at all while
+	// it owes an answer, before the connection is dropped and made again;
+	// default DefaultAnswerTimeout. Waiting in IDLE is not bounded by it.
+	AnswerTimeout time.Duration
 	// Backoff bounds the reconnect delay; defaults DefaultBackoffMin/Max.
 	Backoff Backoff
 	// Logger gets one line per ingested message and per reconnect; default
@@ -217,6 +223,9 @@ func New(spool Spool, opts *Options) (*Ingester, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
+	if o.AnswerTimeout <= 0 {
+		o.AnswerTimeout = DefaultAnswerTimeout
+	}
 	if o.Backoff.Min <= 0 {
 		o.Backoff.Min = DefaultBackoffMin
 	}
@@ -276,7 +285,7 @@ func jitter(d time.Duration) time.Duration {
 // whether it got as far as selecting the mailbox (the backoff then resets).
 func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 	kick := make(chan struct{}, 1)
-	c, err := in.dial(kick)
+	c, err := in.dial(ctx, kick)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -285,7 +294,7 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
-	if err := c.Login(in.opts.Username, in.opts.Password).Wait(); err != nil {
+	if err := c.wait(c.Login(in.opts.Username, in.opts.Password).Wait); err != nil {
 		return false, fmt.Errorf("login: %w", err)
 	}
 	for _, name := range []string{in.opts.ProcessedMailbox, in.opts.SentMailbox} {
@@ -316,7 +325,7 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 			// pass at the next command, and some (go-imap's memory server)
 			// not at the start of IDLE, which would leave it waiting for
 			// the IDLE to time out.
-			if err := c.Noop().Wait(); err != nil {
+			if err := c.wait(c.Noop().Wait); err != nil {
 				return true, fmt.Errorf("noop: %w", err)
 			}
 			select {
@@ -342,8 +351,8 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 	}
 }
 
-func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
-	return Dial(in.opts.Addr, in.opts.Security, &imapclient.Options{
+func (in *Ingester) dial(ctx context.Context, kick chan struct{}) (*conn, error) {
+	return dial(ctx, in.opts.Addr, in.opts.Security, &imapclient.Options{
 		TLSConfig: in.opts.TLSConfig,
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
@@ -355,7 +364,7 @@ func (in *Ingester) dial(kick chan struct{}) (*imapclient.Client, error) {
 				}
 			},
 		},
-	})
+	}, in.opts.AnswerTimeout)
 }
 
 // Check connects and logs in with opts as Run would, and looks at the
@@ -383,17 +392,17 @@ func (noSpool) Commit(context.Context, []Staged) ([]Stored, error) {
 }
 
 func (in *Ingester) check(ctx context.Context) (string, error) {
-	c, err := in.dial(nil)
+	c, err := in.dial(ctx, nil)
 	if err != nil {
 		return "", fmt.Errorf("connect: %w", err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := c.Login(in.opts.Username, in.opts.Password).Wait(); err != nil {
+	if err := c.wait(c.Login(in.opts.Username, in.opts.Password).Wait); err != nil {
 		return "", fmt.Errorf("login as %s: %w", in.opts.Username, err)
 	}
-	sel, err := c.Select(in.opts.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, err := waitFor(c, c.Select(in.opts.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait)
 	if err != nil {
 		return "", fmt.Errorf("mailbox %s: %w", in.opts.Mailbox, err)
 	}
@@ -406,7 +415,7 @@ func (in *Ingester) check(ctx context.Context) (string, error) {
 		if name == "" {
 			continue
 		}
-		l, err := c.List("", name, nil).Collect()
+		l, err := waitFor(c, c.List("", name, nil).Collect)
 		if err != nil {
 			return "", fmt.Errorf("list %s: %w", name, err)
 		}
@@ -416,46 +425,15 @@ func (in *Ingester) check(ctx context.Context) (string, error) {
 			fmt.Fprintf(&b, "; %s exists", name)
 		}
 	}
-	if err := c.Logout().Wait(); err != nil {
+	if err := c.wait(c.Logout().Wait); err != nil {
 		return "", fmt.Errorf("logout: %w", err)
 	}
 	return b.String(), nil
 }
 
-// Dial connects to the IMAP server at addr (host:port) with security
-// (tls, starttls, or plain to a loopback host only) and waits for its
-// greeting. opts.TLSConfig nil means the system roots.
-func Dial(addr string, security Security, opts *imapclient.Options) (*imapclient.Client, error) {
-	var (
-		c   *imapclient.Client
-		err error
-	)
-	switch security {
-	case SecurityTLS, "":
-		c, err = imapclient.DialTLS(addr, opts)
-	case SecurityStartTLS:
-		c, err = imapclient.DialStartTLS(addr, opts)
-	case SecurityPlain:
-		if host, _, _ := net.SplitHostPort(addr); !loopback.Host(host) {
-			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, addr)
-		}
-		c, err = imapclient.DialInsecure(addr, opts)
-	default:
-		return nil, fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, security)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := c.WaitGreeting(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	return c, nil
-}
-
 // ensureMailbox creates name unless it exists.
-func (in *Ingester) ensureMailbox(c *imapclient.Client, name string) error {
-	created, err := EnsureMailbox(c, name)
+func (in *Ingester) ensureMailbox(c *conn, name string) error {
+	created, err := ensureMailbox(c, name)
 	if created {
 		in.log.Info("created mailbox", "created", name)
 	}
@@ -465,14 +443,18 @@ func (in *Ingester) ensureMailbox(c *imapclient.Client, name string) error {
 // EnsureMailbox creates the mailbox name unless it exists (or another
 // client creates it meanwhile); created says whether this call did.
 func EnsureMailbox(c *imapclient.Client, name string) (created bool, err error) {
-	l, err := c.List("", name, nil).Collect()
+	return ensureMailbox(&conn{Client: c}, name)
+}
+
+func ensureMailbox(c *conn, name string) (created bool, err error) {
+	l, err := waitFor(c, c.List("", name, nil).Collect)
 	if err != nil {
 		return false, fmt.Errorf("list %s: %w", name, err)
 	}
 	if len(l) > 0 {
 		return false, nil
 	}
-	if err := c.Create(name, nil).Wait(); err != nil {
+	if err := c.wait(c.Create(name, nil).Wait); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
 			return false, nil
@@ -483,12 +465,12 @@ func EnsureMailbox(c *imapclient.Client, name string) (created bool, err error) 
 }
 
 // ingestAll stores and marks every unprocessed message, oldest UID first.
-func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidValidity uint32) error {
+func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) error {
 	criteria := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
 	if in.opts.ProcessedMailbox == "" {
 		criteria.NotFlag = append(criteria.NotFlag, imap.FlagSeen)
 	}
-	data, err := c.UIDSearch(criteria, nil).Wait()
+	data, err := waitFor(c, c.UIDSearch(criteria, nil).Wait)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
 	}
@@ -503,7 +485,7 @@ func (in *Ingester) ingestAll(ctx context.Context, c *imapclient.Client, uidVali
 	// Metadata first: the order of items in a FETCH response is the
 	// server's choice, and the UID, size and date must be known before the
 	// body is streamed.
-	metas, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
+	metas, err := waitFor(c, c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect)
 	if err != nil {
 		return fmt.Errorf("fetch metadata: %w", err)
 	}
@@ -531,7 +513,7 @@ const batchSize = 32
 // for a medical file behind it. A body is only taken once its UID is known
 // (go-imap itself relies on a server sending the UID before a literal to
 // route the response); a server that does otherwise ends the session.
-func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) error {
+func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) error {
 	raws := make(map[imap.UID]Raw, len(metas))
 	var set imap.UIDSet
 	for _, m := range metas {
@@ -559,7 +541,7 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidVa
 		b      = &batch{in: in}
 		stored imap.UIDSet
 	)
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+	for msg := next(c, cmd.Next); msg != nil; msg = next(c, cmd.Next) {
 		uid, lit, err := bodyOf(msg, raws)
 		if err == nil && raws[uid].Size > commitBefore {
 			err = b.commit(ctx, &stored)
@@ -582,7 +564,7 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *imapclient.Client, uidVa
 			return err
 		}
 	}
-	if err := cmd.Close(); err != nil {
+	if err := c.wait(cmd.Close); err != nil {
 		return fmt.Errorf("fetch bodies: %w", err)
 	}
 	if err := b.commit(ctx, &stored); err != nil {
@@ -690,9 +672,9 @@ func (b *batch) commit(ctx context.Context, stored *imap.UIDSet) error {
 }
 
 // mark records on the server that the message is stored.
-func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
+func (in *Ingester) mark(c *conn, uid imap.UIDSet) error {
 	if in.opts.ProcessedMailbox == "" {
-		err := c.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+		err := c.wait(c.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close)
 		if err != nil {
 			return fmt.Errorf("flag \\Seen: %w", err)
 		}
@@ -700,7 +682,7 @@ func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
 	}
 	// The library falls back to COPY + STORE \Deleted + (UID) EXPUNGE on a
 	// server without MOVE.
-	if _, err := c.Move(uid, in.opts.ProcessedMailbox).Wait(); err != nil {
+	if _, err := waitFor(c, c.Move(uid, in.opts.ProcessedMailbox).Wait); err != nil {
 		return fmt.Errorf("move to %s: %w", in.opts.ProcessedMailbox, err)
 	}
 	return nil
@@ -713,8 +695,8 @@ func (in *Ingester) mark(c *imapclient.Client, uid imap.UIDSet) error {
 // can drop an EXISTS that arrives just before IDLE, or miss a message
 // appended while the client selects — delays it by one interval, never
 // forever; it also re-issues IDLE well within RFC 2177's 29 minutes.
-func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan struct{}) error {
-	cmd, err := c.Idle()
+func (in *Ingester) idle(ctx context.Context, c *conn, kick <-chan struct{}) error {
+	cmd, err := waitFor(c, c.Idle)
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
@@ -742,7 +724,8 @@ func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan 
 		<-done
 		return fmt.Errorf("idle done: %w", err)
 	}
-	if err := <-done; err != nil {
+	// DONE is written; the server owes the IDLE's completion.
+	if err := c.wait(func() error { return <-done }); err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
 	if timedOut {
@@ -755,8 +738,8 @@ func (in *Ingester) idle(ctx context.Context, c *imapclient.Client, kick <-chan 
 var errIdleTimeout = errors.New("idle: poll interval passed")
 
 // selectMailbox selects the mailbox and notices a UIDVALIDITY change.
-func (in *Ingester) selectMailbox(c *imapclient.Client) (*imap.SelectData, error) {
-	sel, err := c.Select(in.opts.Mailbox, nil).Wait()
+func (in *Ingester) selectMailbox(c *conn) (*imap.SelectData, error) {
+	sel, err := waitFor(c, c.Select(in.opts.Mailbox, nil).Wait)
 	if err != nil {
 		return nil, fmt.Errorf("select %s: %w", in.opts.Mailbox, err)
 	}
@@ -771,7 +754,7 @@ func (in *Ingester) selectMailbox(c *imapclient.Client) (*imap.SelectData, error
 // poll waits PollInterval for a server without IDLE, then sends NOOP: the
 // command that makes a server look for new mail (Dovecot does not rescan
 // the mailbox for SEARCH alone).
-func (in *Ingester) poll(ctx context.Context, c *imapclient.Client) error {
+func (in *Ingester) poll(ctx context.Context, c *conn) error {
 	t := time.NewTimer(in.opts.PollInterval)
 	defer t.Stop()
 	select {
@@ -779,7 +762,7 @@ func (in *Ingester) poll(ctx context.Context, c *imapclient.Client) error {
 		return ctx.Err()
 	case <-t.C:
 	}
-	if err := c.Noop().Wait(); err != nil {
+	if err := c.wait(c.Noop().Wait); err != nil {
 		return fmt.Errorf("noop: %w", err)
 	}
 	return nil

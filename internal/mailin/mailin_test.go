@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -176,6 +177,47 @@ func TestIngestUntrustedCertificate(t *testing.T) {
 	r.stop(t)
 	if got := spool.snapshot(); len(got) != 0 {
 		t.Errorf("message read over an untrusted TLS connection: %+v", got)
+	}
+}
+
+// TestDialSilentServer: a server that accepts the connection and never
+// greets holds Dial only until its ctx ends (go-imap alone would wait
+// 30 s for the greeting), for each kind of security.
+func TestDialSilentServer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn // open, silent, until the listener is closed
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for _, sec := range []mailin.Security{mailin.SecurityTLS, mailin.SecurityStartTLS, mailin.SecurityPlain} {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		begin := time.Now()
+		c, err := mailin.Dial(ctx, ln.Addr().String(), sec, nil)
+		cancel()
+		if took := time.Since(begin); took > 10*time.Second {
+			t.Errorf("%s: Dial returned after %v, not when its ctx ended", sec, took)
+		}
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s: Dial to a server that never greets succeeded", sec)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: Dial error %v, want the end of its ctx", sec, err)
+		}
 	}
 }
 

@@ -35,20 +35,20 @@ func (s *SentCopies) Find(ctx context.Context, messageIDs []string) (map[string]
 	if s.mailbox == "" {
 		return nil, fmt.Errorf("%w: no sent-copy mailbox", ErrBadOptions)
 	}
-	c, err := s.in.dial(nil)
+	c, err := s.in.dial(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := c.Login(s.in.opts.Username, s.in.opts.Password).Wait(); err != nil {
+	if err := c.wait(c.Login(s.in.opts.Username, s.in.opts.Password).Wait); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if err := s.in.ensureMailbox(c, s.mailbox); err != nil {
 		return nil, err
 	}
-	if _, err := c.Select(s.mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+	if _, err := waitFor(c, c.Select(s.mailbox, &imap.SelectOptions{ReadOnly: true}).Wait); err != nil {
 		return nil, fmt.Errorf("examine %s: %w", s.mailbox, err)
 	}
 	found := make(map[string]bool, len(messageIDs))
@@ -59,7 +59,7 @@ func (s *SentCopies) Find(ctx context.Context, messageIDs []string) (map[string]
 		// HEADER matches a substring; the angle brackets keep one ID from
 		// matching inside another.
 		crit := &imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: "<" + trimBrackets(id) + ">"}}}
-		data, err := c.UIDSearch(crit, nil).Wait()
+		data, err := waitFor(c, c.UIDSearch(crit, nil).Wait)
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", s.mailbox, err)
 		}
@@ -67,7 +67,7 @@ func (s *SentCopies) Find(ctx context.Context, messageIDs []string) (map[string]
 			found[id] = true
 		}
 	}
-	_ = c.Logout().Wait()
+	_ = c.wait(c.Logout().Wait)
 	return found, nil
 }
 

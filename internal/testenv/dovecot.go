@@ -279,6 +279,7 @@ func (d *Dovecot) stopLocked() {
 	// forked (login, imap, auth) stop at once, closing client connections;
 	// the master alone waits about a second for its children.
 	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGCONT) // a process Hang stopped
 	select {
 	case <-d.done:
 	case <-time.After(10 * time.Second):
@@ -286,6 +287,73 @@ func (d *Dovecot) stopLocked() {
 		<-d.done
 	}
 	d.cmd, d.done = nil, nil
+}
+
+// Hang stops (SIGSTOP) every mail process of the server that serves a
+// logged-in IMAP connection now: those connections stay open, the kernel
+// still acknowledges what the client sends, and nothing comes back — a
+// server process that hangs. New connections get fresh processes and work.
+// It returns how many processes it stopped and a func that lets them go
+// on (SIGCONT); Stop lets them go too.
+func (d *Dovecot) Hang() (n int, resume func()) {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		d.t.Fatal("dovecot: Hang while stopped")
+	}
+	pids, err := groupProcesses(d.cmd.Process.Pid, "imap")
+	if err != nil {
+		d.t.Fatalf("dovecot: %v", err)
+	}
+	var stopped []int
+	for _, pid := range pids {
+		err := syscall.Kill(pid, syscall.SIGSTOP)
+		switch {
+		case err == nil:
+			stopped = append(stopped, pid)
+		case !errors.Is(err, syscall.ESRCH): // ESRCH: it ended meanwhile (a logout)
+			d.t.Fatalf("dovecot: stop mail process %d: %v", pid, err)
+		}
+	}
+	return len(stopped), func() {
+		for _, pid := range stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+}
+
+// groupProcesses lists the processes of process group pgid whose command
+// name is comm, from /proc.
+func groupProcesses(pgid int, comm string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces, not ')'.
+		lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+		if lp < 0 || rp < lp {
+			continue
+		}
+		fields := strings.Fields(string(stat[rp+1:]))
+		if len(fields) < 3 || string(stat[lp+1:rp]) != comm {
+			continue
+		}
+		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // Log returns Dovecot's log so far, for failure messages.

@@ -45,9 +45,12 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 				return err
 			}
 			defer w.Close()
-			var observeLag func(time.Duration)
+			var (
+				observeLag  func(time.Duration)
+				observePass func(time.Time)
+			)
 			if cfg.HTTP.Listen != "" {
-				ops, err := metrics.New(metrics.Options{Store: w.Store, Now: w.Engine.Now, Logger: logger})
+				ops, err := metrics.New(metrics.Options{Store: w.Store, Now: w.Engine.Now, Logger: logger, MailboxEvery: cfg.IMAP.PollInterval})
 				if err != nil {
 					return err
 				}
@@ -56,13 +59,13 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 					return err
 				}
 				defer stop()
-				observeLag = ops.ObserveIngestLag
+				observeLag, observePass = ops.ObserveIngestLag, ops.MailboxRead
 			}
 			inOpts, transport, err := mailServers(cfg)
 			if err != nil {
 				return err
 			}
-			inOpts.Logger, inOpts.Notify, inOpts.ObserveLag = logger, w.Engine.KickInbound, observeLag
+			inOpts.Logger, inOpts.Notify, inOpts.ObserveLag, inOpts.ObservePass = logger, w.Engine.KickInbound, observeLag, observePass
 			ing, err := mailin.New(engine.Spool{DB: w.Store}, inOpts)
 			if err != nil {
 				return err

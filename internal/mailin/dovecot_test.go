@@ -79,18 +79,18 @@ func TestDovecotExactlyOnce(t *testing.T) {
 // TestDovecotHungServer: the mail process serving the ingester hangs
 // (stopped: the connection stays open, nothing comes back). The ingester
 // drops it once the server has owed an answer for AnswerTimeout, says so
-// in the log, reconnects to a fresh process, and stores the mail that
-// arrived meanwhile.
+// in the log, reconnects to a fresh process, stores the mail that arrived
+// meanwhile, and reports its passes over the mailbox again.
 func TestDovecotHungServer(t *testing.T) {
 	t.Parallel()
 	d := startDovecot(t, "")
 	spool := newFileSpool(t)
-	notified := newCounter()
+	notified, passes := newCounter(), newCounter()
 	var logs testenv.LogBuffer
 	const limit = 300 * time.Millisecond
 	in := newIngester(t, spool, mailin.Options{
 		Addr: d.Addr, ProcessedMailbox: "Verwerkt", PollInterval: 200 * time.Millisecond, AnswerTimeout: limit,
-		Notify: notified.inc, Logger: debugLogger(&logs),
+		Notify: notified.inc, ObservePass: func(time.Time) { passes.inc() }, Logger: debugLogger(&logs),
 	})
 	defer func() {
 		if t.Failed() {
@@ -114,6 +114,8 @@ func TestDovecotHungServer(t *testing.T) {
 	notified.waitFor(t, ctx, 2)
 	t.Logf("stored %v after the server hung (answer limit %v, IDLE renewed every 200ms)", time.Since(begin).Round(time.Millisecond), limit)
 	waitMarked(t, d.Addr, "Verwerkt", 2)
+	// The health check sees the ingester pass over the mailbox again.
+	passes.waitFor(t, ctx, passes.get()+1)
 	r.stop(t)
 
 	for _, id := range msgIDs {

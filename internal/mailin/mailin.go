@@ -159,7 +159,12 @@ type Options struct {
 	// ObserveLag, if set, gets the ingest lag of each newly stored message:
 	// from INTERNALDATE (whole seconds) to stored.
 	ObserveLag func(time.Duration)
-	// Now is the clock for the lag; default time.Now.
+	// ObservePass, if set, gets the time of each finished pass over the
+	// mailbox: searched, and all it found stored and marked. A pass comes
+	// at least every PollInterval while the server can be reached; the
+	// health check watches for them. It must not block.
+	ObservePass func(time.Time)
+	// Now is the clock for the lag and the passes; default time.Now.
 	Now func() time.Time
 }
 
@@ -319,6 +324,9 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		}
 		if err := in.ingestAll(ctx, c, sel.UIDValidity); err != nil {
 			return true, err
+		}
+		if in.opts.ObservePass != nil {
+			in.opts.ObservePass(in.opts.Now())
 		}
 		if idle {
 			// NOOP first: a server reports mail that arrived during the

@@ -68,7 +68,7 @@ func TestIngest(t *testing.T) {
 			t.Parallel()
 			srv := startMemIMAP(t, memOptions{caps: tt.caps})
 			spool := newFileSpool(t)
-			notified := newCounter()
+			notified, passes := newCounter(), newCounter()
 			var lagMu sync.Mutex
 			var lags []time.Duration
 			in := newIngester(t, spool, mailin.Options{
@@ -80,6 +80,7 @@ func TestIngest(t *testing.T) {
 				// instead of timing out.
 				PollInterval: time.Second,
 				Notify:       notified.inc,
+				ObservePass:  func(time.Time) { passes.inc() },
 				ObserveLag: func(d time.Duration) {
 					lagMu.Lock()
 					lags = append(lags, d)
@@ -98,6 +99,8 @@ func TestIngest(t *testing.T) {
 			srv.deliver(t, testMessage(msgIDs[3]))
 			notified.waitFor(t, ctx, 4)
 			waitMarked(t, srv.addr, tt.processed, 4)
+			// A pass ends once what it found is stored and marked.
+			passes.waitFor(t, ctx, 1)
 			r.stop(t)
 
 			recs := spool.snapshot()

@@ -9,10 +9,11 @@
 //
 // /healthz judges the daemon by what it does, not by heartbeats: the
 // database must answer within a short timeout, and work the daemon's loops
-// exist to do must not lie undone for long — a stored message not handled
-// (the inbound loop), an escalation or retention deadline not fired (the
-// sweep), mail due and not attempted (the delivery worker). A loop that
-// died or hangs shows as such work growing old.
+// exist to do must not lie undone for long — the mailbox not read (the
+// ingester), a stored message not handled (the inbound loop), an
+// escalation or retention deadline not fired (the sweep), mail due and not
+// attempted (the delivery worker). A loop that died or hangs shows as such
+// work growing old.
 package metrics
 
 import (
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +54,12 @@ type Options struct {
 	// Logger gets the errors of scrapes and failed health checks; default
 	// discards.
 	Logger *slog.Logger
+	// MailboxEvery is the longest the ingester goes between two passes
+	// over the mailbox when all is well (its poll interval; it reports
+	// each pass to MailboxRead). When set, /healthz fails once no pass has
+	// come for StaleAfter beyond it, and /metrics has
+	// secondopinion_mailbox_unread_seconds. Zero: neither.
+	MailboxEvery time.Duration
 }
 
 // Endpoint serves /healthz and /metrics.
@@ -59,6 +67,9 @@ type Endpoint struct {
 	o   Options
 	mux *http.ServeMux
 	lag prometheus.Histogram
+	// read is when the ingester last finished a pass over the mailbox
+	// (UnixNano; 0: not yet).
+	read atomic.Int64
 }
 
 // New returns an endpoint over o.Store with its own metrics registry (the
@@ -91,12 +102,19 @@ func New(o Options) (*Endpoint, error) {
 		Buckets: []float64{1, 2, 5, 10, 30, 60, 120, 300, 900, 3600},
 	})
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		storeCollector{e},
 		e.lag,
-	} {
+	}
+	if o.MailboxEvery > 0 {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "secondopinion_mailbox_unread_seconds",
+			Help: "Time since the ingester last finished a pass over the IMAP mailbox (since the start before the first); a pass comes at least every IMAP poll interval while the server can be reached.",
+		}, func() float64 { return e.o.Now().Sub(e.lastRead()).Seconds() }))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
@@ -115,6 +133,18 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.mux.Ser
 // ObserveIngestLag records one message's ingest lag; it is mailin's
 // Options.ObserveLag.
 func (e *Endpoint) ObserveIngestLag(d time.Duration) { e.lag.Observe(d.Seconds()) }
+
+// MailboxRead records that the ingester finished a pass over the mailbox
+// at at; it is mailin's Options.ObservePass.
+func (e *Endpoint) MailboxRead(at time.Time) { e.read.Store(at.UnixNano()) }
+
+// lastRead is when the mailbox was last read, or the start before that.
+func (e *Endpoint) lastRead() time.Time {
+	if n := e.read.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return e.o.Started
+}
 
 func (e *Endpoint) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), e.o.Timeout)
@@ -148,6 +178,16 @@ func (e *Endpoint) Check(ctx context.Context) []string {
 		return []string{dbProblem(ctx, err, e.o.Timeout)}
 	}
 	var problems []string
+	if every := e.o.MailboxEvery; every > 0 {
+		if read := e.lastRead(); now.Sub(read) > e.o.StaleAfter+every {
+			what := "was last read at"
+			if e.read.Load() == 0 {
+				what = "has not been read since the start at"
+			}
+			problems = append(problems, fmt.Sprintf("imap: the mailbox %s %s: the ingester cannot reach the server, cannot log in, or hangs; the log says why (\"imap session ended\")",
+				what, stamp(read)))
+		}
+	}
 	stale := func(since time.Time) bool { return !since.IsZero() && now.Sub(since) > e.o.StaleAfter }
 	if st.InboundPending > 0 && stale(st.InboundOldestPending) {
 		problems = append(problems, fmt.Sprintf("inbound: %d stored messages not handled, the oldest since %s: the inbound loop is not processing",

@@ -330,6 +330,53 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// TestHealthzMailbox: with MailboxEvery (the ingester's poll interval) set,
+// /healthz fails once the mailbox has gone unread for StaleAfter beyond it,
+// also when it was never read since the start, and /metrics shows how long.
+func TestHealthzMailbox(t *testing.T) {
+	const every = 5 * time.Minute // + StaleAfter 10 minutes: 15 minutes allowed
+	tests := []struct {
+		name    string
+		every   time.Duration
+		read    time.Time // zero: no pass reported
+		started time.Time
+		status  int
+		body    string
+		unread  float64 // -1: the metric is absent
+	}{
+		{"read 14 minutes ago", every, t0.Add(-14 * time.Minute), t0.Add(-time.Hour), 200, "ok\n", 14 * 60},
+		{"read 16 minutes ago", every, t0.Add(-16 * time.Minute), t0.Add(-time.Hour), 503,
+			"imap: the mailbox was last read at 2026-03-02T08:44:00Z: the ingester cannot reach the server", 16 * 60},
+		{"never read since the start", every, time.Time{}, t0.Add(-time.Hour), 503,
+			"imap: the mailbox has not been read since the start at 2026-03-02T08:00:00Z", 60 * 60},
+		{"without MailboxEvery the mailbox is not watched", 0, time.Time{}, t0.Add(-time.Hour), 200, "ok\n", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := New(Options{Store: openStore(t), Now: func() time.Time { return t0 }, Started: tt.started, MailboxEvery: tt.every})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(e)
+			defer srv.Close()
+			if !tt.read.IsZero() {
+				e.MailboxRead(tt.read)
+			}
+			status, body := get(t, srv.URL+"/healthz")
+			if status != tt.status || !strings.Contains(body, tt.body) {
+				t.Errorf("healthz %d %q, want %d with %q", status, body, tt.status, tt.body)
+			}
+			unread, ok := scrape(t, srv.URL)["secondopinion_mailbox_unread_seconds"]
+			switch {
+			case tt.unread < 0 && ok:
+				t.Errorf("secondopinion_mailbox_unread_seconds = %v without MailboxEvery", unread)
+			case tt.unread >= 0 && unread != tt.unread:
+				t.Errorf("secondopinion_mailbox_unread_seconds = %v (present %v), want %v", unread, ok, tt.unread)
+			}
+		})
+	}
+}
+
 func TestOnlyTheTwoPathsAreServed(t *testing.T) {
 	srv := newEndpoint(t, openStore(t), time.Now())
 	for _, c := range []struct {

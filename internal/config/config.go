@@ -128,9 +128,13 @@ type IMAP struct {
 	// MaxMessageSize: larger messages are quarantined unread; default 50MiB.
 	MaxMessageSize ByteSize `yaml:"max_message_size"`
 	// PollInterval is the polling period when the server has no IDLE, and
-	// the longest IDLE; default 5m.
+	// the longest IDLE; default 5m, at most 29m.
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
+
+// maxPollInterval is the longest poll_interval: RFC 2177 has a client
+// renew its IDLE at least every 29 minutes.
+const maxPollInterval = 29 * time.Minute
 
 // SMTP is the submission server for outgoing mail.
 type SMTP struct {
@@ -522,8 +526,11 @@ func (c *Config) Validate() []error {
 	if c.IMAP.MaxMessageSize < 64<<10 {
 		bad("imap.max_message_size", "%v is too small: want at least 64KiB", c.IMAP.MaxMessageSize)
 	}
-	if c.IMAP.PollInterval < time.Second {
+	switch {
+	case c.IMAP.PollInterval < time.Second:
 		bad("imap.poll_interval", "%v is too short: want at least 1s", c.IMAP.PollInterval)
+	case c.IMAP.PollInterval > maxPollInterval:
+		bad("imap.poll_interval", "%v is too long: want at most %v (RFC 2177: a server may end an IDLE after 30 minutes)", c.IMAP.PollInterval, maxPollInterval)
 	}
 
 	checkServer("smtp", c.SMTP.Host, c.SMTP.Port, c.SMTP.Security, c.SMTP.CAFile, c.SMTP.AllowInsecure)

@@ -127,7 +127,7 @@ var ErrServerSilent = errors.New("no answer from the IMAP server")
 // handshake and the greeting together take at most 30 s, and ctx cancels
 // them.
 func Dial(ctx context.Context, addr string, security Security, opts *imapclient.Options) (*imapclient.Client, error) {
-	c, err := dial(ctx, addr, security, opts, DefaultAnswerTimeout)
+	c, err := dial(ctx, addr, security, opts, 0) // the caller waits for its answers itself
 	if err != nil {
 		return nil, err
 	}

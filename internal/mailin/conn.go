@@ -135,20 +135,9 @@ func Dial(ctx context.Context, addr string, security Security, opts *imapclient.
 }
 
 func dial(ctx context.Context, addr string, security Security, opts *imapclient.Options, limit time.Duration) (*conn, error) {
-	host, _, err := net.SplitHostPort(addr)
+	host, security, err := checkServer(addr, security)
 	if err != nil {
-		return nil, fmt.Errorf("%w: addr %q: %v", ErrBadOptions, addr, err)
-	}
-	switch security {
-	case "":
-		security = SecurityTLS
-	case SecurityTLS, SecurityStartTLS:
-	case SecurityPlain:
-		if !loopback.Host(host) {
-			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, addr)
-		}
-	default:
-		return nil, fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, security)
+		return nil, err
 	}
 	var o imapclient.Options
 	if opts != nil {
@@ -189,6 +178,28 @@ func dial(ctx context.Context, addr string, security Security, opts *imapclient.
 }
 
 var errDialTimeout = fmt.Errorf("no TLS handshake or greeting within %s", dialTimeout)
+
+// checkServer checks addr (host:port) and security: tls (the default for
+// ""), starttls, or plain to a loopback host only. It returns the host and
+// the security to use.
+func checkServer(addr string, security Security) (string, Security, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: addr %q: %v", ErrBadOptions, addr, err)
+	}
+	switch security {
+	case "":
+		security = SecurityTLS
+	case SecurityTLS, SecurityStartTLS:
+	case SecurityPlain:
+		if !loopback.Host(host) {
+			return "", "", fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, addr)
+		}
+	default:
+		return "", "", fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, security)
+	}
+	return host, security, nil
+}
 
 // open puts the IMAP client on the connection: TLS first, or STARTTLS
 // after the greeting, and waits for the greeting.

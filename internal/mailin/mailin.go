@@ -31,15 +31,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-
-	"secondopinion/internal/loopback"
 )
 
 // Raw describes one message as found on the IMAP server.
@@ -195,20 +192,9 @@ func New(spool Spool, opts *Options) (*Ingester, error) {
 	if spool == nil {
 		return nil, fmt.Errorf("%w: nil spool", ErrBadOptions)
 	}
-	host, _, err := net.SplitHostPort(o.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: addr %q: %v", ErrBadOptions, o.Addr, err)
-	}
-	switch o.Security {
-	case "":
-		o.Security = SecurityTLS
-	case SecurityTLS, SecurityStartTLS:
-	case SecurityPlain:
-		if !loopback.Host(host) {
-			return nil, fmt.Errorf("%w (addr %q)", ErrPlainNotLoopback, o.Addr)
-		}
-	default:
-		return nil, fmt.Errorf("%w: security %q (want tls, starttls or plain)", ErrBadOptions, o.Security)
+	var err error
+	if _, o.Security, err = checkServer(o.Addr, o.Security); err != nil {
+		return nil, err
 	}
 	if o.Username == "" {
 		return nil, fmt.Errorf("%w: empty username", ErrBadOptions)

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -55,10 +56,11 @@ type Dovecot struct {
 	// MaildirBase is where the users' maildirs are (MaildirBase/<user>/).
 	MaildirBase string
 
-	t       testing.TB
-	dir     string
-	conf    string
-	logPath string
+	t        testing.TB
+	dir      string
+	conf     string
+	logPath  string
+	greeting string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -129,8 +131,6 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 		t.Fatalf("dovecot: passwd file: %v", err)
 	}
 
-	port := FreePort(t)
-	d.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	conf := dovecotConf{
@@ -140,19 +140,33 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 		LogPath:    d.logPath,
 		Maildir:    base,
 		Passwd:     passwdPath,
-		Port:       port,
 		Capability: opts.Capability,
 		TLS:        opts.TLS,
 	}
-	if err := os.WriteFile(d.conf, []byte(conf.render()), 0o644); err != nil {
-		t.Fatalf("dovecot: config: %v", err)
-	}
+	d.greeting = conf.greeting()
 	if err := os.MkdirAll(conf.StateDir, 0o755); err != nil {
 		t.Fatalf("dovecot: state dir: %v", err)
 	}
 	t.Cleanup(d.Stop)
-	d.Start()
-	return d
+	// A port that was free a moment ago may be another process's by the
+	// time Dovecot binds it (tests run in parallel, in several packages):
+	// then Dovecot exits, or, worse, another server answers on it. The
+	// greeting tells; a fresh port is tried.
+	for attempt := 1; ; attempt++ {
+		conf.Port = FreePort(t)
+		d.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(conf.Port))
+		if err := os.WriteFile(d.conf, []byte(conf.render()), 0o644); err != nil {
+			t.Fatalf("dovecot: config: %v", err)
+		}
+		err := d.start()
+		if err == nil {
+			return d
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatalf("dovecot: %v\n%s", err, d.Log())
+		}
+		t.Logf("dovecot: %v; trying another port", err)
+	}
 }
 
 type dovecotConf struct {
@@ -160,6 +174,10 @@ type dovecotConf struct {
 	Port                                                              int
 	TLS                                                               *TLSFiles
 }
+
+// greeting is the instance's own greeting, by which the test knows that
+// it talks to this instance.
+func (c dovecotConf) greeting() string { return "Dovecot ready (" + c.Instance + ")" }
 
 func (c dovecotConf) ssl() string {
 	if c.TLS == nil {
@@ -177,6 +195,7 @@ state_dir = %s
 log_path = %s
 protocols = imap
 listen = 127.0.0.1
+login_greeting = %s
 %s
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -202,7 +221,7 @@ service imap-login {
     port = 0
   }
 }
-`, c.Instance, c.BaseDir, c.StateDir, c.LogPath, c.ssl(), c.Maildir, MailUID, MailGID,
+`, c.Instance, c.BaseDir, c.StateDir, c.LogPath, c.greeting(), c.ssl(), c.Maildir, MailUID, MailGID,
 		c.Passwd, c.Passwd, c.Maildir, c.Port)
 	if c.Capability != "" {
 		fmt.Fprintf(&b, "protocol imap {\n  imap_capability = %s\n}\n", c.Capability)
@@ -210,14 +229,20 @@ service imap-login {
 	return b.String()
 }
 
-// Start starts the server (again, after Stop) and waits until it accepts
-// connections on Addr.
+// Start starts the server (again, after Stop) and waits until it greets
+// on Addr.
 func (d *Dovecot) Start() {
 	d.t.Helper()
+	if err := d.start(); err != nil {
+		d.t.Fatalf("dovecot: %v\n%s", err, d.Log())
+	}
+}
+
+func (d *Dovecot) start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cmd != nil {
-		return
+		return nil
 	}
 	// -F keeps the master in the foreground, so the test owns the process.
 	cmd := exec.Command("dovecot", "-F", "-c", d.conf)
@@ -225,7 +250,7 @@ func (d *Dovecot) Start() {
 	cmd.Stderr = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		d.t.Fatalf("dovecot: start: %v", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -236,21 +261,32 @@ func (d *Dovecot) Start() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := waitListening(ctx, d.Addr, done); err != nil {
+	err := waitGreeting(ctx, d.Addr, d.greeting, done)
+	if err != nil {
 		d.stopLocked()
-		d.t.Fatalf("dovecot: not ready on %s: %v\n%s", d.Addr, err, d.Log())
+		if log := d.Log(); strings.Contains(log, "Address already in use") {
+			err = fmt.Errorf("%w (%v)", errPortTaken, err)
+		}
+		return fmt.Errorf("not ready on %s: %w", d.Addr, err)
 	}
+	return nil
 }
 
-// waitListening polls addr until it accepts a connection. Polling is the only
-// readiness signal a daemon's TCP listener gives; it is bounded by ctx.
-func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+// errPortTaken says that another process had the instance's port.
+var errPortTaken = errors.New("the port is another process's")
+
+// waitGreeting polls addr until a server there greets with greeting.
+// Polling is the only readiness signal a daemon's TCP listener gives; it is
+// bounded by ctx.
+func waitGreeting(ctx context.Context, addr, greeting string, exited <-chan struct{}) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		line, err := readGreeting(addr)
 		if err == nil {
-			c.Close()
+			if !strings.Contains(line, greeting) {
+				return fmt.Errorf("%w: it greets %q", errPortTaken, line)
+			}
 			return nil
 		}
 		select {
@@ -261,6 +297,17 @@ func waitListening(ctx context.Context, addr string, exited <-chan struct{}) err
 		case <-tick.C:
 		}
 	}
+}
+
+// readGreeting connects to addr and reads the server's first line.
+func readGreeting(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return bufio.NewReader(c).ReadString('\n')
 }
 
 // Stop stops the server and every process it started, closing all client

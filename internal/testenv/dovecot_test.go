@@ -1,9 +1,13 @@
 package testenv
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -78,5 +82,35 @@ func TestDovecotWrongPassword(t *testing.T) {
 	defer c.Close()
 	if err := c.Login("svc", "wrong").Wait(); err == nil {
 		t.Fatal("login with a wrong password succeeded")
+	}
+}
+
+// TestWaitGreetingOtherServer: a server on the port that greets as another
+// instance is not taken for this one.
+func TestWaitGreetingOtherServer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "* OK Dovecot ready (sotest-other)\r\n")
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = waitGreeting(ctx, ln.Addr().String(), "Dovecot ready (sotest-mine)", nil)
+	if !errors.Is(err, errPortTaken) {
+		t.Errorf("waitGreeting = %v, want %v", err, errPortTaken)
+	}
+	if err := waitGreeting(ctx, ln.Addr().String(), "Dovecot ready (sotest-other)", nil); err != nil {
+		t.Errorf("waitGreeting for the server's own greeting = %v", err)
 	}
 }

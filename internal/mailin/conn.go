@@ -36,6 +36,18 @@ type conn struct {
 	limit time.Duration
 	// silent is set when the limit dropped the connection.
 	silent atomic.Bool
+	// marking, if set, waits for the answer to the marks sent last.
+	marking func() error
+}
+
+// settle waits for the answer to the marks sent last, if any.
+func (c *conn) settle() error {
+	f := c.marking
+	if f == nil {
+		return nil
+	}
+	c.marking = nil
+	return c.wait(f)
 }
 
 // clockConn notes when bytes last came from the server.

@@ -98,7 +98,6 @@ type mailboxMessage struct {
 	Seen      bool
 }
 
-// mailboxContents lists a mailbox over IMAP, as a mail client would.
 // checkMarked checks that the n ingested messages were marked on the
 // server: moved to processed, or, without a processed mailbox, left in
 // INBOX flagged \Seen.
@@ -124,6 +123,7 @@ func checkMarked(t testing.TB, addr, processed string, n int) {
 	}
 }
 
+// mailboxContents lists a mailbox over IMAP, as a mail client would.
 func mailboxContents(t testing.TB, addr, mailbox string) []mailboxMessage {
 	t.Helper()
 	c, err := imapclient.DialInsecure(addr, nil)

@@ -157,7 +157,9 @@ type Options struct {
 	// from INTERNALDATE (whole seconds) to stored.
 	ObserveLag func(time.Duration)
 	// ObservePass, if set, gets the time of each finished pass over the
-	// mailbox: searched, and all it found stored and marked. A pass comes
+	// mailbox: searched, all it found stored, and the marks of the pass
+	// before answered by the server (a pass that found mail is followed
+	// at once by another, which takes the answer to its marks). A pass comes
 	// at least every PollInterval while the server can be reached; the
 	// health check watches for them. It must not block.
 	ObservePass func(time.Time)
@@ -308,20 +310,25 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		case <-kick:
 		default:
 		}
-		if err := in.ingestAll(ctx, c, sel.UIDValidity); err != nil {
+		marked, err := in.ingestAll(ctx, c, sel.UIDValidity)
+		if err != nil {
 			return true, err
 		}
 		if in.opts.ObservePass != nil {
 			in.opts.ObservePass(in.opts.Now())
 		}
+		if marked > 0 {
+			// Search again at once: mail that came during the pass is
+			// found, and the marks just sent are answered, in one round
+			// trip. Only an empty search leads to IDLE, so no mark is in
+			// flight while waiting.
+			continue
+		}
 		if idle {
-			// NOOP first: a server reports mail that arrived during the
-			// pass at the next command, and some (go-imap's memory server)
-			// not at the start of IDLE, which would leave it waiting for
-			// the IDLE to time out.
-			if err := c.wait(c.Noop().Wait); err != nil {
-				return true, fmt.Errorf("noop: %w", err)
-			}
+			// Mail that arrived during the search is reported with its
+			// answer (a kick); go-imap's memory server would not report it
+			// at the start of IDLE, which would leave it waiting for the
+			// IDLE to time out.
 			select {
 			case <-kick:
 				continue
@@ -458,22 +465,30 @@ func ensureMailbox(c *conn, name string) (created bool, err error) {
 	return true, nil
 }
 
-// ingestAll stores and marks every unprocessed message, oldest UID first.
-func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) error {
+// ingestAll stores and marks every unprocessed message, oldest UID first,
+// and says how many it marked. The marks are sent without waiting for
+// their answer (see mark); the next command's wait takes it first.
+func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) (marked int, err error) {
 	criteria := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
 	if in.opts.ProcessedMailbox == "" {
 		criteria.NotFlag = append(criteria.NotFlag, imap.FlagSeen)
 	}
-	data, err := waitFor(c, c.UIDSearch(criteria, nil).Wait)
+	// The server takes commands in order: the search sees the mailbox
+	// after the marks of the pass before.
+	search := c.UIDSearch(criteria, nil)
+	if err := c.settle(); err != nil {
+		return 0, err
+	}
+	data, err := waitFor(c, search.Wait)
 	if err != nil {
-		return fmt.Errorf("search: %w", err)
+		return 0, fmt.Errorf("search: %w", err)
 	}
 	set, ok := data.All.(imap.UIDSet)
 	if !ok || len(set) == 0 {
-		return nil
+		return 0, nil
 	}
 	if _, ok := set.Nums(); !ok {
-		return fmt.Errorf("search: server returned a dynamic UID set %v", set)
+		return 0, fmt.Errorf("search: server returned a dynamic UID set %v", set)
 	}
 
 	// Metadata first: the order of items in a FETCH response is the
@@ -481,17 +496,19 @@ func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) 
 	// body is streamed.
 	metas, err := waitFor(c, c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect)
 	if err != nil {
-		return fmt.Errorf("fetch metadata: %w", err)
+		return 0, fmt.Errorf("fetch metadata: %w", err)
 	}
 	sort.Slice(metas, func(i, j int) bool { return metas[i].UID < metas[j].UID })
 	for len(metas) > 0 {
 		n := min(len(metas), batchSize)
-		if err := in.ingestBatch(ctx, c, uidValidity, metas[:n]); err != nil {
-			return err
+		m, err := in.ingestBatch(ctx, c, uidValidity, metas[:n])
+		if err != nil {
+			return marked, err
 		}
+		marked += m
 		metas = metas[n:]
 	}
-	return nil
+	return marked, nil
 }
 
 // batchSize is the most messages whose bodies are asked for at once, and
@@ -499,7 +516,8 @@ func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) 
 // messages, which the spool recognises.
 const batchSize = 32
 
-// ingestBatch stores the bodies of metas, then marks them in one command.
+// ingestBatch stores the bodies of metas, then marks them in one command,
+// and says how many it marked.
 // The bodies come in one UID FETCH, each read into the spool as it
 // arrives, so a message does not wait a round trip per message before it;
 // they are committed together (one fsync), except that what is staged is
@@ -507,7 +525,7 @@ const batchSize = 32
 // for a medical file behind it. A body is only taken once its UID is known
 // (go-imap itself relies on a server sending the UID before a literal to
 // route the response); a server that does otherwise ends the session.
-func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) error {
+func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) (int, error) {
 	raws := make(map[imap.UID]Raw, len(metas))
 	var set imap.UIDSet
 	for _, m := range metas {
@@ -525,12 +543,17 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32
 		}
 	}
 	if len(set) == 0 {
-		return nil
+		return 0, nil
 	}
 	cmd := c.Fetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 	})
+	// The marks of the batch before (more than batchSize found) are
+	// answered before these bodies come.
+	if err := c.settle(); err != nil {
+		return 0, err
+	}
 	var (
 		b      = &batch{in: in}
 		stored imap.UIDSet
@@ -553,26 +576,28 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32
 			}
 			_ = cmd.Close()
 			if uid != 0 {
-				return fmt.Errorf("uid %d: %w", uid, err)
+				return 0, fmt.Errorf("uid %d: %w", uid, err)
 			}
-			return err
+			return 0, err
 		}
 	}
 	if err := c.wait(cmd.Close); err != nil {
-		return fmt.Errorf("fetch bodies: %w", err)
+		return 0, fmt.Errorf("fetch bodies: %w", err)
 	}
 	if err := b.commit(ctx, &stored); err != nil {
-		return err
+		return 0, err
 	}
 	// Stored but not yet marked: the window a crash may hit. Whatever ended
 	// ctx, nothing more may happen on the server.
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
-	if len(stored) == 0 {
-		return nil
+	n, _ := stored.Nums()
+	if len(n) == 0 {
+		return 0, nil
 	}
-	return in.mark(c, stored)
+	in.mark(c, stored)
+	return len(n), nil
 }
 
 // commitBefore is the size above which a message's body takes long enough
@@ -665,21 +690,31 @@ func (b *batch) commit(ctx context.Context, stored *imap.UIDSet) error {
 	return nil
 }
 
-// mark records on the server that the message is stored.
-func (in *Ingester) mark(c *conn, uid imap.UIDSet) error {
+// mark sends the command that records on the server that the messages are
+// stored, and leaves its answer to the next wait (conn.settle): the next
+// command goes out behind it at once, which saves a round trip per pass.
+// A crash before the answer is a crash before the mark: the spool
+// recognises what comes again.
+func (in *Ingester) mark(c *conn, uid imap.UIDSet) {
 	if in.opts.ProcessedMailbox == "" {
-		err := c.wait(c.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close)
-		if err != nil {
-			return fmt.Errorf("flag \\Seen: %w", err)
+		cmd := c.Store(uid, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil)
+		c.marking = func() error {
+			if err := cmd.Close(); err != nil {
+				return fmt.Errorf("flag \\Seen: %w", err)
+			}
+			return nil
 		}
-		return nil
+		return
 	}
 	// The library falls back to COPY + STORE \Deleted + (UID) EXPUNGE on a
 	// server without MOVE.
-	if _, err := waitFor(c, c.Move(uid, in.opts.ProcessedMailbox).Wait); err != nil {
-		return fmt.Errorf("move to %s: %w", in.opts.ProcessedMailbox, err)
+	cmd := c.Move(uid, in.opts.ProcessedMailbox)
+	c.marking = func() error {
+		if _, err := cmd.Wait(); err != nil {
+			return fmt.Errorf("move to %s: %w", in.opts.ProcessedMailbox, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // idle waits in IDLE until the server reports new mail, PollInterval has

@@ -236,6 +236,55 @@ func TestIngestCrashBetweenStoreAndMark(t *testing.T) {
 	crashBetweenStoreAndMark(t, srv.addr, spool)
 }
 
+// TestIngestRefusedMark: the processed folder is deleted (by someone
+// tidying the mailbox) while the ingester runs, so the server refuses the
+// next move. The marks are sent without waiting for their answer; the
+// refusal still ends the session with a line that says so, the folder is
+// made again at the reconnect, and the message, stored once, ends up
+// there.
+func TestIngestRefusedMark(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{})
+	spool := newFileSpool(t)
+	var logs testenv.LogBuffer
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt", Logger: debugLogger(&logs),
+		PollInterval: time.Second}) // see TestIngest
+	first, second := "first@example.test", "second@example.test"
+	srv.deliver(t, testMessage(first))
+	r := start(t, in)
+	if _, err := spool.waitFor(waitCtx(t), hasNew(first)); err != nil {
+		t.Fatal(err)
+	}
+	waitMailbox(t, srv.addr, "Verwerkt", 1)
+
+	if err := srv.user.Delete("Verwerkt"); err != nil {
+		t.Fatal(err)
+	}
+	srv.deliver(t, testMessage(second))
+	// Fetched again after the reconnect, which made the folder again.
+	if _, err := spool.waitFor(waitCtx(t), func(r []record) bool { return len(r) == 3 }); err != nil {
+		t.Fatal(err)
+	}
+	got := waitMailbox(t, srv.addr, "Verwerkt", 1)
+	r.stop(t)
+	if got[0].MessageID != second {
+		t.Errorf("Verwerkt holds %s, want %s", got[0].MessageID, second)
+	}
+	if inbox := mailboxContents(t, srv.addr, "INBOX"); len(inbox) != 0 {
+		t.Errorf("INBOX still holds %v", inbox)
+	}
+	recs := spool.snapshot()
+	if n := uniqueIDs(recs); n[first] != 1 || n[second] != 1 {
+		t.Errorf("new stores per id = %v, want one each", n)
+	}
+	if len(recs) != 3 || !recs[2].Stored.Duplicate {
+		t.Errorf("spool got %d Store calls (%+v), want 3: the refused one fetched again as a duplicate", len(recs), recs)
+	}
+	if !strings.Contains(logs.String(), "move to Verwerkt") {
+		t.Errorf("the refused move is not logged:\n%s", logs.String())
+	}
+}
+
 // waitMailbox waits until a mailbox holds n messages. Marking happens right
 // after the spool returns, so there is no event to wait on from outside;
 // this polls briefly and is bounded.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -339,9 +340,12 @@ func (d *Dovecot) stopLocked() {
 // Hang stops (SIGSTOP) every mail process of the server that serves a
 // logged-in IMAP connection now: those connections stay open, the kernel
 // still acknowledges what the client sends, and nothing comes back — a
-// server process that hangs. New connections get fresh processes and work.
-// It returns how many processes it stopped and a func that lets them go
-// on (SIGCONT); Stop lets them go too.
+// server process that hangs. New connections get fresh processes and work:
+// Hang stops the processes at a moment when none holds a lock on a
+// mailbox (a file lock, or a dotlock file in the maildirs), trying again
+// if one does, since a process stopped with a lock would make every other
+// session of that mailbox wait as well. It returns how many processes it
+// stopped and a func that lets them go on (SIGCONT); Stop lets them go too.
 func (d *Dovecot) Hang() (n int, resume func()) {
 	d.t.Helper()
 	d.mu.Lock()
@@ -349,6 +353,30 @@ func (d *Dovecot) Hang() (n int, resume func()) {
 	if d.cmd == nil {
 		d.t.Fatal("dovecot: Hang while stopped")
 	}
+	for range 100 {
+		stopped := d.stopMailProcesses()
+		resume = func() {
+			for _, pid := range stopped {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		locked, err := d.holdLocks(stopped)
+		if err != nil {
+			resume()
+			d.t.Fatalf("dovecot: %v", err)
+		}
+		if !locked {
+			return len(stopped), resume
+		}
+		resume()
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.t.Fatal("dovecot: the mail processes held a lock at every try to stop them")
+	return 0, nil
+}
+
+// stopMailProcesses stops the server's imap processes and returns them.
+func (d *Dovecot) stopMailProcesses() []int {
 	pids, err := groupProcesses(d.cmd.Process.Pid, "imap")
 	if err != nil {
 		d.t.Fatalf("dovecot: %v", err)
@@ -363,11 +391,37 @@ func (d *Dovecot) Hang() (n int, resume func()) {
 			d.t.Fatalf("dovecot: stop mail process %d: %v", pid, err)
 		}
 	}
-	return len(stopped), func() {
-		for _, pid := range stopped {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+	return stopped
+}
+
+// holdLocks reports whether one of pids holds a file lock (/proc/locks),
+// or a dotlock file (Dovecot's dovecot-uidlist.lock) is in the maildirs.
+func (d *Dovecot) holdLocks(pids []int) (bool, error) {
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return false, err
+	}
+	holders := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// 1: POSIX  ADVISORY  WRITE 1234 08:01:56789 0 EOF
+		if f := strings.Fields(line); len(f) > 4 {
+			holders[f[4]] = true
 		}
 	}
+	for _, pid := range pids {
+		if holders[strconv.Itoa(pid)] {
+			return true, nil
+		}
+	}
+	dotlock := false
+	err = filepath.WalkDir(d.MaildirBase, func(path string, e fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(e.Name(), ".lock") {
+			dotlock = true
+			return filepath.SkipAll
+		}
+		return nil // a file gone meanwhile
+	})
+	return dotlock, err
 }
 
 // groupProcesses lists the processes of process group pgid whose command

@@ -310,23 +310,30 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		case <-kick:
 		default:
 		}
-		marked, err := in.ingestAll(ctx, c, sel.UIDValidity)
+		fresh, err := in.ingestAll(ctx, c, sel.UIDValidity)
 		if err != nil {
 			return true, err
 		}
 		if in.opts.ObservePass != nil {
 			in.opts.ObservePass(in.opts.Now())
 		}
-		if marked > 0 {
+		if fresh > 0 {
 			// Search again at once: mail that came during the pass is
 			// found, and the marks just sent are answered, in one round
-			// trip. Only an empty search leads to IDLE, so no mark is in
-			// flight while waiting.
+			// trip.
 			continue
 		}
+		// Nothing new, perhaps mail stored before a crash and marked now:
+		// its marks are answered before waiting. (Searching again at once
+		// after such a pass would spin against a server that takes a mark
+		// and keeps showing the message.)
+		if err := c.settle(); err != nil {
+			return true, err
+		}
 		if idle {
-			// Mail that arrived during the search is reported with its
-			// answer (a kick); go-imap's memory server would not report it
+			// Mail that arrived during the pass is reported with the
+			// answer to its last command (a kick); go-imap's memory
+			// server would not report it
 			// at the start of IDLE, which would leave it waiting for the
 			// IDLE to time out.
 			select {
@@ -466,9 +473,9 @@ func ensureMailbox(c *conn, name string) (created bool, err error) {
 }
 
 // ingestAll stores and marks every unprocessed message, oldest UID first,
-// and says how many it marked. The marks are sent without waiting for
-// their answer (see mark); the next command's wait takes it first.
-func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) (marked int, err error) {
+// and says how many it stored as new. The marks are sent without waiting
+// for their answer (see mark); the next command's wait takes it first.
+func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) (fresh int, err error) {
 	criteria := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
 	if in.opts.ProcessedMailbox == "" {
 		criteria.NotFlag = append(criteria.NotFlag, imap.FlagSeen)
@@ -501,14 +508,14 @@ func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) 
 	sort.Slice(metas, func(i, j int) bool { return metas[i].UID < metas[j].UID })
 	for len(metas) > 0 {
 		n := min(len(metas), batchSize)
-		m, err := in.ingestBatch(ctx, c, uidValidity, metas[:n])
+		f, err := in.ingestBatch(ctx, c, uidValidity, metas[:n])
+		fresh += f
 		if err != nil {
-			return marked, err
+			return fresh, err
 		}
-		marked += m
 		metas = metas[n:]
 	}
-	return marked, nil
+	return fresh, nil
 }
 
 // batchSize is the most messages whose bodies are asked for at once, and
@@ -517,8 +524,7 @@ func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) 
 const batchSize = 32
 
 // ingestBatch stores the bodies of metas, then marks them in one command,
-// and says how many it marked.
-// The bodies come in one UID FETCH, each read into the spool as it
+// and says how many it stored as new. The bodies come in one UID FETCH, each read into the spool as it
 // arrives, so a message does not wait a round trip per message before it;
 // they are committed together (one fsync), except that what is staged is
 // committed before a large body streams in, so that a reply does not wait
@@ -592,12 +598,10 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, _ := stored.Nums()
-	if len(n) == 0 {
-		return 0, nil
+	if len(stored) > 0 {
+		in.mark(c, stored)
 	}
-	in.mark(c, stored)
-	return len(n), nil
+	return b.fresh, nil
 }
 
 // commitBefore is the size above which a message's body takes long enough
@@ -641,6 +645,7 @@ type batch struct {
 	raws   []Raw
 	staged []Staged
 	began  []time.Time
+	fresh  int // committed as new, not as duplicates
 }
 
 // stage reads one body into the spool.
@@ -678,6 +683,7 @@ func (b *batch) commit(ctx context.Context, stored *imap.UIDSet) error {
 			"id", res[i].ID, "duplicate", res[i].Duplicate, "lag", lag.Round(time.Millisecond),
 			"took", time.Since(b.began[i]).Round(time.Millisecond))
 		if !res[i].Duplicate {
+			b.fresh++
 			if in.opts.ObserveLag != nil {
 				in.opts.ObserveLag(lag)
 			}

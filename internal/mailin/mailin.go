@@ -158,8 +158,9 @@ type Options struct {
 	ObserveLag func(time.Duration)
 	// ObservePass, if set, gets the time of each finished pass over the
 	// mailbox: searched, all it found stored, and the marks of the pass
-	// before answered by the server (a pass that found mail is followed
-	// at once by another, which takes the answer to its marks). A pass comes
+	// before answered by the server (a pass that stored new mail is
+	// followed at once by another, which takes the answer to its marks;
+	// the ingester waits for new mail only once its marks are answered). A pass comes
 	// at least every PollInterval while the server can be reached; the
 	// health check watches for them. It must not block.
 	ObservePass func(time.Time)

@@ -17,7 +17,9 @@
 // unprocessed set is found by SEARCH, not by a remembered UID, a change only
 // means everything unprocessed is fetched again and the spool dedupes it),
 // ingests all unprocessed messages, then waits with IDLE, or polls when the
-// server has no IDLE. Any error ends the session and the loop reconnects
+// server has no IDLE. The marks go out without waiting for their answer:
+// a pass that stored new mail is followed at once by the next search,
+// behind them on the connection, which takes their answer first. Any error ends the session and the loop reconnects
 // with exponential backoff; so does a server that owes an answer and sends
 // nothing for AnswerTimeout (a hung server process, or a connection lost
 // without a reset), which would otherwise hold the loop for good.
@@ -160,9 +162,9 @@ type Options struct {
 	// mailbox: searched, all it found stored, and the marks of the pass
 	// before answered by the server (a pass that stored new mail is
 	// followed at once by another, which takes the answer to its marks;
-	// the ingester waits for new mail only once its marks are answered). A pass comes
-	// at least every PollInterval while the server can be reached; the
-	// health check watches for them. It must not block.
+	// the ingester waits for new mail only once its marks are answered).
+	// A pass comes at least every PollInterval while the server can be
+	// reached; the health check watches for them. It must not block.
 	ObservePass func(time.Time)
 	// Now is the clock for the lag and the passes; default time.Now.
 	Now func() time.Time
@@ -334,9 +336,8 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		if idle {
 			// Mail that arrived during the pass is reported with the
 			// answer to its last command (a kick); go-imap's memory
-			// server would not report it
-			// at the start of IDLE, which would leave it waiting for the
-			// IDLE to time out.
+			// server would not report it at the start of IDLE, which
+			// would leave it waiting for the IDLE to time out.
 			select {
 			case <-kick:
 				continue
@@ -525,11 +526,11 @@ func (in *Ingester) ingestAll(ctx context.Context, c *conn, uidValidity uint32) 
 const batchSize = 32
 
 // ingestBatch stores the bodies of metas, then marks them in one command,
-// and says how many it stored as new. The bodies come in one UID FETCH, each read into the spool as it
-// arrives, so a message does not wait a round trip per message before it;
-// they are committed together (one fsync), except that what is staged is
-// committed before a large body streams in, so that a reply does not wait
-// for a medical file behind it. A body is only taken once its UID is known
+// and says how many it stored as new. The bodies come in one UID FETCH,
+// each read into the spool as it arrives, so a message does not wait a
+// round trip per message before it; they are committed together (one
+// fsync), except that what is staged is committed before a large body
+// streams in, so that a reply does not wait for a medical file behind it. A body is only taken once its UID is known
 // (go-imap itself relies on a server sending the UID before a literal to
 // route the response); a server that does otherwise ends the session.
 func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32, metas []*imapclient.FetchMessageBuffer) (int, error) {

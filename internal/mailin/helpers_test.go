@@ -36,6 +36,8 @@ type memOptions struct {
 	caps      imap.CapSet
 	tls       *tls.Config // STARTTLS offered when set
 	implicitT bool        // serve implicit TLS with tls
+	// session, if set, wraps each server session (to make it misbehave).
+	session func(imapserver.Session) imapserver.Session
 }
 
 func startMemIMAP(t testing.TB, o memOptions) *memIMAP {
@@ -52,6 +54,9 @@ func startMemIMAP(t testing.TB, o memOptions) *memIMAP {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if o.session != nil {
+				return o.session(mem.NewSession()), nil, nil
+			}
 			return mem.NewSession(), nil, nil
 		},
 		Caps:         caps,

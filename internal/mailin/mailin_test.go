@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 
 	"secondopinion/internal/mailin"
 	"secondopinion/internal/mailout/smtptest"
@@ -283,6 +284,44 @@ func TestIngestRefusedMark(t *testing.T) {
 	if !strings.Contains(logs.String(), "move to Verwerkt") {
 		t.Errorf("the refused move is not logged:\n%s", logs.String())
 	}
+}
+
+// TestIngestServerKeepsMovedMail: a server that answers a move with OK and
+// still shows the message in the inbox. The message is stored once; it is
+// fetched again about once per poll interval, not in a tight loop against
+// the server.
+func TestIngestServerKeepsMovedMail(t *testing.T) {
+	t.Parallel()
+	srv := startMemIMAP(t, memOptions{session: func(s imapserver.Session) imapserver.Session { return keepingMove{s} }})
+	spool := newFileSpool(t)
+	const poll = 100 * time.Millisecond
+	in := newIngester(t, spool, mailin.Options{Addr: srv.addr, ProcessedMailbox: "Verwerkt", PollInterval: poll})
+	id := "kept@example.test"
+	srv.deliver(t, testMessage(id))
+	r := start(t, in)
+	if _, err := spool.waitFor(waitCtx(t), hasNew(id)); err != nil {
+		t.Fatal(err)
+	}
+	const watch = time.Second
+	time.Sleep(watch)
+	r.stop(t)
+	recs := spool.snapshot()
+	if n := uniqueIDs(recs)[id]; n != 1 {
+		t.Errorf("stored as new %d times, want 1", n)
+	}
+	// About watch/poll fetches; a loop that does not wait makes hundreds.
+	if max := 3 * int(watch/poll); len(recs) > max {
+		t.Errorf("fetched %d times in %v, want at most %d (about one per poll interval, %v)", len(recs), watch, max, poll)
+	}
+}
+
+// keepingMove is a server session whose MOVE copies the messages and
+// leaves them where they are.
+type keepingMove struct{ imapserver.Session }
+
+func (s keepingMove) Move(_ *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	_, err := s.Copy(numSet, dest)
+	return err
 }
 
 // waitMailbox waits until a mailbox holds n messages. Marking happens right

@@ -424,39 +424,6 @@ func (d *Dovecot) holdLocks(pids []int) (bool, error) {
 	return dotlock, err
 }
 
-// groupProcesses lists the processes of process group pgid whose command
-// name is comm, from /proc.
-func groupProcesses(pgid int, comm string) ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces, not ')'.
-		lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if lp < 0 || rp < lp {
-			continue
-		}
-		fields := strings.Fields(string(stat[rp+1:]))
-		if len(fields) < 3 || string(stat[lp+1:rp]) != comm {
-			continue
-		}
-		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
-
 // Log returns Dovecot's log so far, for failure messages.
 func (d *Dovecot) Log() string {
 	b, err := os.ReadFile(d.logPath)

@@ -434,30 +434,11 @@ func (p *Postfix) masterPID() int {
 
 // postfixGroupAlive reports whether any process is in process group pgid.
 func postfixGroupAlive(pgid int) bool {
-	entries, err := os.ReadDir("/proc")
+	pids, err := groupProcesses(pgid, "")
 	if err != nil {
 		return syscall.Kill(pgid, 0) == nil
 	}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			return true
-		}
-	}
-	return false
+	return len(pids) > 0
 }
 
 // SetTempFail makes every recipient get "451 4.3.0" (on), as from a busy

@@ -5,10 +5,13 @@
 package testenv
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +49,37 @@ func BuildDaemon(t testing.TB) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// groupProcesses lists the live (not zombie) processes of process group
+// pgid, from /proc; with comm set, only those whose command name is comm.
+func groupProcesses(pgid int, comm string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces, not ')'.
+		lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+		if lp < 0 || rp < lp {
+			continue
+		}
+		fields := strings.Fields(string(stat[rp+1:]))
+		if len(fields) < 3 || fields[0] == "Z" || (comm != "" && string(stat[lp+1:rp]) != comm) {
+			continue
+		}
+		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,17 +26,7 @@ func TestCAFileTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	testenv.ServeEach(t, ln, func(c net.Conn) { _ = c.(*tls.Conn).Handshake() })
 
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "internal-ca.pem")

@@ -93,17 +93,7 @@ func TestWaitGreetingOtherServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "* OK Dovecot ready (sotest-other)\r\n")
-			c.Close()
-		}
-	}()
+	ServeEach(t, ln, func(c net.Conn) { fmt.Fprintf(c, "* OK Dovecot ready (sotest-other)\r\n") })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = waitGreeting(ctx, ln.Addr().String(), "Dovecot ready (sotest-mine)", nil)

@@ -83,3 +83,19 @@ func groupProcesses(pgid int, comm string) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// ServeEach accepts connections on ln until the test ends (it closes ln
+// then) and hands each to handle, closing it after: a throwaway server.
+func ServeEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+			c.Close()
+		}
+	}()
+}

@@ -257,7 +257,7 @@ func TestFaultDiskFull(t *testing.T) {
 func TestFaultLeftoversSweptAtStart(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	dir := e.st.Dir()
-	orphan, _, _, err := e.st.PutFile("documents", bytes.NewReader(fileOf("brief.pdf", 4096)[0].Body))
+	orphan, _, err := e.st.PutFile("documents", bytes.NewReader(fileOf("brief.pdf", 4096)[0].Body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestFaultLeftoversSweptAtStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, cut), []byte("cut off"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	recent, _, _, _ := e.st.PutFile("outbox", strings.NewReader("composed a moment ago"))
+	recent, _, _ := e.st.PutFile("outbox", strings.NewReader("composed a moment ago"))
 	old := time.Now().Add(-25 * time.Hour)
 	for _, p := range []string{orphan, cut} {
 		if err := os.Chtimes(filepath.Join(dir, p), old, old); err != nil {

@@ -357,7 +357,7 @@ func (e *Engine) seal(body io.Reader, now time.Time) (string, error) {
 		}
 		pw.CloseWithError(err)
 	}()
-	rel, _, _, err := e.o.Store.PutFile("documents", pr)
+	rel, _, err := e.o.Store.PutFile("documents", pr)
 	pr.CloseWithError(err)
 	// The sealing reads body, which the parser reads on once this returns:
 	// wait until it has stopped (a failed store stops it within one buffer).

@@ -129,7 +129,7 @@ func BenchmarkSeal(b *testing.B) {
 		for b.Loop() {
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(pgpmime.SealForService(pw, bytes.NewReader(doc), svc, now)) }()
-			_, _, _, err := st.PutFile("documents", pr)
+			_, _, err := st.PutFile("documents", pr)
 			pr.CloseWithError(err)
 			if err != nil {
 				b.Fatal(err)

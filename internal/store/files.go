@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,17 +25,22 @@ var subdirs = []string{"inbound", "outbox", "documents", "tmp"}
 // pipe, an IMAP literal) into few write system calls.
 const fileBuffer = 256 << 10
 
-// PutFile streams r into a file under the data dir's sub directory, named
-// by the SHA-256 of its content, fsyncs it and its directory, and returns
-// the path relative to the data dir. Writing the same content twice yields
-// the same file. The caller names the path in a row committed afterwards;
-// a file whose row never commits is removed by SweepFiles.
-func (s *Store) PutFile(sub string, r io.Reader) (rel, sha string, size int64, err error) {
-	return s.putFile(sub, "", r)
+// PutFile streams r into a new file under the data dir's sub directory,
+// fsyncs it and its directory, and returns the path relative to the data
+// dir and the size. The file gets a random name: nothing looks a sealed
+// document or an outgoing mail up by its content, and hashing the bytes
+// (2 MB for a forwarding) only to name them cost CPU. The caller names
+// the path in a row committed afterwards; a file whose row never commits
+// is removed by SweepFiles.
+func (s *Store) PutFile(sub string, r io.Reader) (rel string, size int64, err error) {
+	rel, _, size, err = s.putFile(sub, "", r, false)
+	return rel, size, err
 }
 
-// putFile is PutFile for a file named by its SHA-256 and ext.
-func (s *Store) putFile(sub, ext string, r io.Reader) (rel, sha string, size int64, err error) {
+// putFile is PutFile; byContent names the file by the SHA-256 of its
+// content and ext instead (raw inbound mail: fetching the same message
+// twice writes the same file), and returns the hash.
+func (s *Store) putFile(sub, ext string, r io.Reader, byContent bool) (rel, sha string, size int64, err error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-*")
 	if err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
@@ -44,9 +51,14 @@ func (s *Store) putFile(sub, ext string, r io.Reader) (rel, sha string, size int
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
 	bw := bufio.NewWriterSize(tmp, fileBuffer)
-	size, err = io.Copy(io.MultiWriter(bw, h), r)
+	var w io.Writer = bw
+	var h hash.Hash
+	if byContent {
+		h = sha256.New()
+		w = io.MultiWriter(bw, h)
+	}
+	size, err = io.Copy(w, r)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -59,8 +71,12 @@ func (s *Store) putFile(sub, ext string, r io.Reader) (rel, sha string, size int
 	if err = tmp.Close(); err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}
-	sha = hex.EncodeToString(h.Sum(nil))
-	rel = filepath.Join(sub, sha+ext)
+	name := rand.Text()
+	if byContent {
+		sha = hex.EncodeToString(h.Sum(nil))
+		name = sha
+	}
+	rel = filepath.Join(sub, name+ext)
 	if err = os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}
@@ -76,13 +92,13 @@ func (s *Store) putFile(sub, ext string, r io.Reader) (rel, sha string, size int
 // then travels in its outbox row, committed with the decision: no file to
 // create, fsync and name in its directory.
 func (s *Store) PutBody(sub string, r io.Reader, inline int) (body []byte, rel string, err error) {
-	body, rel, _, _, err = s.putBody(sub, "", r, inline)
+	body, rel, _, _, err = s.putBody(sub, "", r, inline, false)
 	return body, rel, err
 }
 
-// putBody is PutBody for a file named by its SHA-256 and ext; it also
-// returns the content's SHA-256 and size, wherever the content went.
-func (s *Store) putBody(sub, ext string, r io.Reader, inline int) (body []byte, rel, sha string, size int64, err error) {
+// putBody is PutBody; byContent names a file as putFile does, and returns
+// the content's SHA-256, wherever the content went, and its size.
+func (s *Store) putBody(sub, ext string, r io.Reader, inline int, byContent bool) (body []byte, rel, sha string, size int64, err error) {
 	// The first inline+1 bytes go into a reused buffer (growing one by
 	// doubling cleared and copied about twice what a large mail holds);
 	// what ends within it is copied out at its size.
@@ -96,12 +112,15 @@ func (s *Store) putBody(sub, ext string, r io.Reader, inline int) (body []byte, 
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		body = bytes.Clone(head[:n]) // not nil, even when empty
-		h := sha256.Sum256(body)
-		return body, "", hex.EncodeToString(h[:]), int64(n), nil
+		if byContent {
+			h := sha256.Sum256(body)
+			sha = hex.EncodeToString(h[:])
+		}
+		return body, "", sha, int64(n), nil
 	case err != nil:
 		return nil, "", "", 0, fmt.Errorf("put body: %w", err)
 	}
-	rel, sha, size, err = s.putFile(sub, ext, io.MultiReader(bytes.NewReader(head), r))
+	rel, sha, size, err = s.putFile(sub, ext, io.MultiReader(bytes.NewReader(head), r), byContent)
 	return nil, rel, sha, size, err
 }
 

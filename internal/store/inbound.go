@@ -90,7 +90,7 @@ type RawStored struct {
 // one into a file, fsynced. Nothing is recorded until CommitRaws.
 func (s *Store) StageRaw(meta RawMeta, r io.Reader) (*StagedRaw, error) {
 	head := &headWriter{max: maxHeader}
-	body, rel, sha, size, err := s.putBody("inbound", ".eml", io.TeeReader(r, head), inlineRaw)
+	body, rel, sha, size, err := s.putBody("inbound", ".eml", io.TeeReader(r, head), inlineRaw, true)
 	if err != nil {
 		return nil, fmt.Errorf("store raw: %w", err)
 	}

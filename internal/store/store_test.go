@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -196,7 +198,7 @@ func TestSameMessageIDIsQueuedOnce(t *testing.T) {
 func TestOutboxLifecycle(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	rel, _, _, err := s.PutFile("outbox", strings.NewReader("big encrypted mail"))
+	rel, _, err := s.PutFile("outbox", strings.NewReader("big encrypted mail"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,14 +268,15 @@ func TestOutboxLifecycle(t *testing.T) {
 func TestSweepFiles(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	named, _, _, _ := s.PutFile("outbox", strings.NewReader("queued mail"))
+	named, _, _ := s.PutFile("outbox", strings.NewReader("queued mail"))
 	s.Enqueue(ctx, OutboxRow{MessageID: "<a@so>", From: "f", To: []string{"a@x"}, Path: named}, t0)
-	doc, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	doc, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	sha := contentHash("document")
 	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateIntake, t0),
 		Documents: []DocumentRow{{SHA256: sha, Kind: "medical", Title: "Brief", Size: size, Path: doc}}, Now: t0})
-	orphanOut, _, _, _ := s.PutFile("outbox", strings.NewReader("composed, decision never committed"))
-	orphanDoc, _, _, _ := s.PutFile("documents", strings.NewReader("sealed, decision never committed"))
-	recent, _, _, _ := s.PutFile("inbound", strings.NewReader("staged a moment ago"))
+	orphanOut, _, _ := s.PutFile("outbox", strings.NewReader("composed, decision never committed"))
+	orphanDoc, _, _ := s.PutFile("documents", strings.NewReader("sealed, decision never committed"))
+	recent, _, _ := s.PutFile("inbound", strings.NewReader("staged a moment ago"))
 	tmp := filepath.Join("tmp", "put-123")
 	os.WriteFile(filepath.Join(s.dir, tmp), []byte("cut off"), 0o600)
 	old := time.Now().Add(-48 * time.Hour)
@@ -317,6 +320,13 @@ func TestPutBody(t *testing.T) {
 	f.Close()
 	if string(b) != "0123456789a" {
 		t.Errorf("file holds %q", b)
+	}
+	// Each stream gets a file of its own, even with the same bytes: the
+	// file of a mail is removed when it is sent, so two rows must never
+	// share one.
+	_, again, err := s.PutBody("outbox", strings.NewReader("0123456789a"), 10)
+	if err != nil || again == rel || files() != 2 {
+		t.Errorf("the same bytes again: path %q (first %q), %v, %d files", again, rel, err, files())
 	}
 	fail := io.MultiReader(strings.NewReader("0123"), iotest.ErrReader(errors.New("encryption failed")))
 	if _, _, err := s.PutBody("outbox", fail, 10); err == nil || !strings.Contains(err.Error(), "encryption failed") {
@@ -499,7 +509,8 @@ func TestCasesListAndOverdue(t *testing.T) {
 func TestPurgeRemovesTheBytes(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	rel, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed document"))
+	rel, size, _ := s.PutFile("documents", strings.NewReader("sealed document"))
+	sha := contentHash("document")
 	small, _, _ := s.StoreRaw(ctx, RawMeta{}, strings.NewReader("Message-ID: <p@x>\r\n\r\nmedical reply"))
 	large, _, _ := s.StoreRaw(ctx, RawMeta{}, strings.NewReader("Message-ID: <q@x>\r\n\r\n"+strings.Repeat("medical file ", 30000)))
 	c, err := s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateCompleted, time.Time{}), Inbound: small,
@@ -601,7 +612,8 @@ func TestNextCaseIDIsKnownBeforeTheFirstCommit(t *testing.T) {
 	if err != nil || c.ID != id {
 		t.Fatalf("stored as %d: %v", c.ID, err)
 	}
-	rel, sha, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	rel, size, _ := s.PutFile("documents", strings.NewReader("sealed"))
+	sha := contentHash("document")
 	c.State = procedure.StateChoosing
 	s.Apply(ctx, Decision{Case: c, Documents: []DocumentRow{{SHA256: sha, Kind: "medical", Title: "Brief", Size: size, Path: rel}}, Now: t0})
 	docs, _ := s.Documents(ctx, id)
@@ -739,4 +751,11 @@ func TestUpgradeMovesBodiesApart(t *testing.T) {
 	if string(got) != string(raw) {
 		t.Errorf("stored message reads %q after the upgrade, want %q", got, raw)
 	}
+}
+
+// contentHash is what the engine records as a document's SHA-256: the
+// hash of its plain content, not of the sealed file.
+func contentHash(content string) string {
+	h := sha256.Sum256([]byte(content))
+	return hex.EncodeToString(h[:])
 }

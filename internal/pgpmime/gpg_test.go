@@ -171,7 +171,8 @@ func TestGnuPGReadsWhatWeWrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gpg cannot decrypt our mail: %v", err)
 	}
-	for _, want := range []string{"DECRYPTION_OKAY", "GOODSIG", "VALIDSIG " + svc.Fingerprint()} {
+	// DECRYPTION_INFO 2 9: integrity protected by the SHA-1 MDC, AES-256.
+	for _, want := range []string{"DECRYPTION_INFO 2 9", "DECRYPTION_OKAY", "GOODSIG", "VALIDSIG " + svc.Fingerprint()} {
 		if !strings.Contains(status, want) {
 			t.Errorf("gpg status lacks %s:\n%s", want, status)
 		}

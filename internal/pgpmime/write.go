@@ -116,7 +116,13 @@ func WriteEncrypted(w io.Writer, m *Message, to []*PublicKey, signer *ServiceKey
 	// Armor on another goroutine; Close ends it on every path.
 	async := newAsyncWriter(aw)
 	defer async.Close()
-	pw, err := openpgp.Encrypt(async, entities, signer.entity, hints, cfg)
+	seipd, err := encryptV1(async, entities, now)
+	if err != nil {
+		return fmt.Errorf("write encrypted: %w", err)
+	}
+	// Signed inside the encryption (one-pass signature, literal data,
+	// signature), as openpgp.Encrypt with a signer writes it.
+	pw, err := openpgp.Sign(seipd, signer.entity, hints, cfg)
 	if err != nil {
 		return fmt.Errorf("write encrypted: %w", err)
 	}
@@ -130,6 +136,9 @@ func WriteEncrypted(w io.Writer, m *Message, to []*PublicKey, signer *ServiceKey
 		return err
 	}
 	if err := pw.Close(); err != nil {
+		return fmt.Errorf("write encrypted: %w", err)
+	}
+	if err := seipd.Close(); err != nil {
 		return fmt.Errorf("write encrypted: %w", err)
 	}
 	if err := async.Close(); err != nil {

@@ -130,6 +130,8 @@ func (s *seipdWriter) Close() error {
 	return s.out.Close()
 }
 
+var errClosed = errors.New("encrypted packet already closed")
+
 // partialWriter writes a packet body in partial body length chunks of
 // partialChunk bytes, and the rest, at Close, with a definite length.
 type partialWriter struct {
@@ -138,6 +140,9 @@ type partialWriter struct {
 }
 
 func (p *partialWriter) Write(b []byte) (int, error) {
+	if p.buf == nil {
+		return 0, errClosed
+	}
 	n := len(b)
 	for len(b) > 0 {
 		if len(p.buf) == partialChunk {
@@ -160,7 +165,7 @@ func (p *partialWriter) Write(b []byte) (int, error) {
 // (RFC 4880 §4.2.2).
 func (p *partialWriter) Close() error {
 	if p.buf == nil {
-		return errors.New("seipd: closed twice")
+		return errClosed
 	}
 	n := len(p.buf)
 	var hdr []byte

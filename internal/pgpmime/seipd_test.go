@@ -33,6 +33,9 @@ func TestEncryptV1(t *testing.T) {
 		if err := lw.Close(); err != nil { // closes w: the MDC and the last chunk
 			t.Fatal(err)
 		}
+		if err := w.Close(); err == nil {
+			t.Errorf("closed twice without error")
+		}
 		for _, k := range []*openpgp.Entity{a, b} {
 			md, err := openpgp.ReadMessage(bytes.NewReader(out.Bytes()), openpgp.EntityList{k}, nil, nil)
 			if err != nil {

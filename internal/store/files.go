@@ -71,12 +71,12 @@ func (s *Store) putFile(sub, ext string, r io.Reader, byContent bool) (rel, sha 
 	if err = tmp.Close(); err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}
-	name := rand.Text()
 	if byContent {
 		sha = hex.EncodeToString(h.Sum(nil))
-		name = sha
+		rel = filepath.Join(sub, sha+ext)
+	} else {
+		rel = filepath.Join(sub, rand.Text()+ext)
 	}
-	rel = filepath.Join(sub, name+ext)
 	if err = os.Rename(tmp.Name(), filepath.Join(s.dir, rel)); err != nil {
 		return "", "", 0, fmt.Errorf("put file: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"secondopinion/internal/bench"
 	"secondopinion/internal/config"
+	"secondopinion/internal/loopback"
 	"secondopinion/internal/mailin"
 )
 
@@ -116,10 +117,10 @@ reaction then ends when the answer has come through the relay.
 					return err
 				}
 			}
-			if *noSync && (o.IMAP != nil || o.SMTP != nil) {
-				return fmt.Errorf("%w: --nosync is in-process only; with --imap or --smtp the daemon runs as configured for real", errUsage)
-			}
 			if *external || o.IMAP != nil || o.SMTP != nil {
+				if *noSync {
+					return fmt.Errorf("%w: --nosync is in-process only; with --external, --imap or --smtp the daemon runs as configured for real", errUsage)
+				}
 				if o.Daemon, err = os.Executable(); err != nil {
 					return err
 				}
@@ -170,7 +171,7 @@ func givenIMAP(addr, user, passFile, security, caFile string) (*bench.IMAPServer
 	if user == "" || passFile == "" {
 		return nil, fmt.Errorf("%w: --imap needs --imap-user and --imap-password-file", errUsage)
 	}
-	if err := checkTLSFlags("imap", security, caFile); err != nil {
+	if err := checkTLSFlags("imap", addr, security, caFile); err != nil {
 		return nil, err
 	}
 	pass, err := config.LoadSecret(passFile, "")
@@ -187,7 +188,7 @@ func givenSMTP(addr, user, passFile, security, caFile, listen string) (*bench.SM
 			return nil, fmt.Errorf("%w: %s %q: want host:port", errUsage, flag, a)
 		}
 	}
-	if err := checkTLSFlags("smtp", security, caFile); err != nil {
+	if err := checkTLSFlags("smtp", addr, security, caFile); err != nil {
 		return nil, err
 	}
 	s := &bench.SMTPServer{Addr: addr, Security: security, CAFile: caFile, User: user, Listen: listen}
@@ -207,9 +208,13 @@ func givenSMTP(addr, user, passFile, security, caFile, listen string) (*bench.SM
 // checkTLSFlags checks --imap-security or --smtp-security and the CA file
 // of --imap-ca or --smtp-ca, as the daemon's configuration check does
 // security and ca_file, before anything starts.
-func checkTLSFlags(server, security, caFile string) error {
+func checkTLSFlags(server, addr, security, caFile string) error {
 	switch security {
-	case config.SecurityTLS, config.SecurityStartTLS, config.SecurityPlain:
+	case config.SecurityTLS, config.SecurityStartTLS:
+	case config.SecurityPlain:
+		if !loopback.Addr(addr) {
+			return fmt.Errorf("%w: --%s-security plain is for a loopback server only, not %q", errUsage, server, addr)
+		}
 	default:
 		return fmt.Errorf("%w: --%s-security %q: want tls, starttls or plain", errUsage, server, security)
 	}

@@ -62,6 +62,9 @@ func TestBenchUsage(t *testing.T) {
 		{"smtp without listen", []string{"bench", "--smtp", "127.0.0.1:25"}},
 		{"smtp user without password", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-user", "u"}},
 		{"smtp bad security", []string{"bench", "--smtp", "127.0.0.1:25", "--listen", "127.0.0.1:2525", "--smtp-security", "ssl"}},
+		{"smtp plain to another host", []string{"bench", "--smtp", "192.0.2.1:25", "--listen", "127.0.0.1:2525", "--smtp-security", "plain"}},
+		{"imap plain to another host", []string{"bench", "--imap", "mail.example.test:143", "--imap-user", "u", "--imap-password-file", "f", "--imap-security", "plain"}},
+		{"nosync with an external daemon", []string{"bench", "--external", "--nosync"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

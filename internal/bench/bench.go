@@ -213,6 +213,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if probe, err = startNotifyProbe(probeCtx, o.IMAP); err != nil {
 			return nil, err
 		}
+		// On every path the probe has logged out before Run returns.
+		defer func() {
+			stopProbe()
+			probe.stop()
+		}()
 	}
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)

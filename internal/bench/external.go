@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,8 +199,14 @@ func NewExternal(dir, bin string, given Given) (_ *External, err error) {
 	if _, err := secret("registry.yaml", regYAML); err != nil {
 		return nil, err
 	}
-	imapHost, imapPort := splitHostPort(imapAddr)
-	smtpHost, smtpPort := splitHostPort(x.World.SMTPAddr())
+	imapHost, imapPort, err := net.SplitHostPort(imapAddr)
+	if err != nil {
+		return nil, err
+	}
+	smtpHost, smtpPort, err := net.SplitHostPort(x.World.SMTPAddr())
+	if err != nil {
+		return nil, err
+	}
 	smtpSec, smtpAuth := mailout.SecurityPlain, ""
 	imapCA, smtpCA := "", "" // ca_file lines
 	if imap != nil && imap.CAFile != "" {
@@ -208,7 +215,9 @@ func NewExternal(dir, bin string, given Given) (_ *External, err error) {
 		}
 	}
 	if s := given.SMTP; s != nil {
-		smtpHost, smtpPort = splitHostPort(s.Addr)
+		if smtpHost, smtpPort, err = net.SplitHostPort(s.Addr); err != nil {
+			return nil, err
+		}
 		smtpSec = s.security()
 		if s.CAFile != "" {
 			if smtpCA, err = caFileLine(s.CAFile); err != nil {
@@ -231,7 +240,7 @@ func NewExternal(dir, bin string, given Given) (_ *External, err error) {
   language: nl
   backoffice: %s
 imap:
-  host: %s
+  host: %q
   port: %s
   security: %s%s
   username: %s
@@ -239,7 +248,7 @@ imap:
   poll_interval: %s
   processed_mailbox: %s
 smtp:
-  host: %s
+  host: %q
   port: %s
   security: %s%s%s
   sent_copy:
@@ -303,11 +312,6 @@ func (x *External) DeliveryError() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.deliverErr
-}
-
-func splitHostPort(addr string) (string, string) {
-	i := strings.LastIndexByte(addr, ':')
-	return addr[:i], addr[i+1:]
 }
 
 // Start runs the daemon (it must not be running).

@@ -185,23 +185,10 @@ func (t *Transport) Deliver(ctx context.Context, from string, to []string, body 
 			return &DeliveryError{Permanent: true, Msg: err.Error(), Err: err}
 		}
 	}
-	hello := t.HelloName
-	if hello == "" {
-		hello = "localhost"
+	ctx, cancel, hello, err := t.begin(ctx)
+	if err != nil {
+		return err
 	}
-	if strings.ContainsFunc(hello, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return &DeliveryError{Permanent: true, Msg: fmt.Sprintf("invalid HelloName %q", hello)}
-	}
-	switch t.Security {
-	case SecurityStartTLS, SecurityTLS, SecurityPlain, "":
-	default:
-		return &DeliveryError{Permanent: true, Msg: fmt.Sprintf("unknown security mode %q", t.Security)}
-	}
-	timeout := t.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	if s := t.take(); s != nil {
@@ -367,17 +354,14 @@ func (t *Transport) put(s *session) {
 // configured) and ends with QUIT: no mail is sent. It returns how the
 // session was secured, for the operator.
 func (t *Transport) Check(ctx context.Context) (string, error) {
-	hello := t.HelloName
-	if hello == "" {
-		hello = "localhost"
+	ctx, cancel, hello, err := t.begin(ctx)
+	if err != nil {
+		return "", checkErr(err)
 	}
+	defer cancel()
 	s, err := t.open(ctx, hello)
 	if err != nil {
-		var de *DeliveryError
-		if errors.As(err, &de) && de.Msg != "" {
-			return "", errors.New(de.Msg) // no mail: not a "delivery failure"
-		}
-		return "", err
+		return "", checkErr(err)
 	}
 	defer quit(s)
 	how := "no TLS"
@@ -388,6 +372,47 @@ func (t *Transport) Check(ctx context.Context) (string, error) {
 		how += ", logged in as " + t.Username
 	}
 	return how, nil
+}
+
+// checkErr words a DeliveryError of Check by what failed, without calling
+// it a delivery failure (no mail was sent); it still unwraps to the
+// DeliveryError, and so to ErrInsecure.
+func checkErr(err error) error {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.Msg != "" {
+		return checkError{de}
+	}
+	return err
+}
+
+type checkError struct{ de *DeliveryError }
+
+func (e checkError) Error() string { return e.de.Msg }
+func (e checkError) Unwrap() error { return e.de }
+
+// begin checks the settings Deliver and Check share, and bounds ctx by
+// Timeout (2 minutes when zero): a server that takes the connection and
+// never greets must not hold the caller for ever. It returns the name for
+// EHLO.
+func (t *Transport) begin(ctx context.Context) (context.Context, context.CancelFunc, string, error) {
+	hello := t.HelloName
+	if hello == "" {
+		hello = "localhost"
+	}
+	if strings.ContainsFunc(hello, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, nil, "", &DeliveryError{Permanent: true, Msg: fmt.Sprintf("invalid HelloName %q", hello)}
+	}
+	switch t.Security {
+	case SecurityStartTLS, SecurityTLS, SecurityPlain, "":
+	default:
+		return nil, nil, "", &DeliveryError{Permanent: true, Msg: fmt.Sprintf("unknown security mode %q", t.Security)}
+	}
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, cancel, hello, nil
 }
 
 // quit ends a session politely (QUIT), bounded by a short deadline.

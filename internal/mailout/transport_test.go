@@ -289,3 +289,53 @@ func TestDeliverRefusesBadAddresses(t *testing.T) {
 		t.Errorf("%d sessions opened for invalid envelopes", srv.Sessions())
 	}
 }
+
+// Check, as check-config -servers uses it: it says how the session was
+// secured; a refusal keeps ErrInsecure and is not called a delivery
+// failure (no mail was sent); and a server that takes the connection and
+// never greets fails within Timeout, even when the caller's context has no
+// deadline.
+func TestCheck(t *testing.T) {
+	srv := smtptest.NewServer(t, smtptest.Options{STARTTLS: true})
+	how, err := (&Transport{Addr: srv.Addr, TLSConfig: srv.ClientTLS, Timeout: 10 * time.Second}).Check(context.Background())
+	if err != nil || how != "TLS" {
+		t.Errorf("STARTTLS server: %q, %v", how, err)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Errorf("Check sent mail")
+	}
+
+	plain := smtptest.NewServer(t, smtptest.Options{})
+	_, err = (&Transport{Addr: plain.Addr, Dial: dialRemote, Timeout: 10 * time.Second}).Check(context.Background())
+	if !errors.Is(err, ErrInsecure) || strings.Contains(err.Error(), "delivery") {
+		t.Errorf("remote server without STARTTLS: %v, want ErrInsecure, worded without delivery", err)
+	}
+
+	_, err = (&Transport{Addr: srv.Addr, Security: "ssl"}).Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `unknown security mode "ssl"`) {
+		t.Errorf("unknown security mode: %v", err)
+	}
+
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never greeting
+		}
+	}()
+	start := time.Now()
+	_, err = (&Transport{Addr: mute.Addr().String(), Timeout: 300 * time.Millisecond}).Check(context.Background())
+	if err == nil {
+		t.Errorf("a server that never greets: no error")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("a server that never greets held Check for %v", took)
+	}
+}

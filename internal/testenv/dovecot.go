@@ -245,6 +245,7 @@ func (d *Dovecot) start() error {
 	if d.cmd != nil {
 		return nil
 	}
+	logStart := len(d.Log())
 	// -F keeps the master in the foreground, so the test owns the process.
 	cmd := exec.Command("dovecot", "-F", "-c", d.conf)
 	cmd.Stdout = nil
@@ -265,7 +266,8 @@ func (d *Dovecot) start() error {
 	err := waitGreeting(ctx, d.Addr, d.greeting, done)
 	if err != nil {
 		d.stopLocked()
-		if log := d.Log(); strings.Contains(log, "Address already in use") {
+		// The log is kept across starts: only this start's lines count.
+		if log := d.Log(); len(log) > logStart && strings.Contains(log[logStart:], "Address already in use") {
 			err = fmt.Errorf("%w (%v)", errPortTaken, err)
 		}
 		return fmt.Errorf("not ready on %s: %w", d.Addr, err)
@@ -389,6 +391,19 @@ func (d *Dovecot) stopMailProcesses() []int {
 			stopped = append(stopped, pid)
 		case !errors.Is(err, syscall.ESRCH): // ESRCH: it ended meanwhile (a logout)
 			d.t.Fatalf("dovecot: stop mail process %d: %v", pid, err)
+		}
+	}
+	// The signal is only queued: a process running on the other core may
+	// still take a lock. Locks are looked at once all have stopped.
+	for _, pid := range stopped {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			st, ok := readProcStat(pid)
+			if !ok || st.state == "T" || st.state == "Z" {
+				break
+			}
+			if time.Now().After(deadline) {
+				d.t.Fatalf("dovecot: mail process %d not stopped after 5 s (state %s)", pid, st.state)
+			}
 		}
 	}
 	return stopped

@@ -66,8 +66,6 @@ type Postfix struct {
 	policy    net.Listener
 }
 
-const postfixMailUID = 8 // the stock Debian "mail" user and group
-
 // StartPostfix starts a private Postfix instance and registers its stop
 // and removal with t.Cleanup. It skips (or fails under CI) when Postfix is
 // missing or the test does not run as root, which Postfix's master needs.
@@ -148,8 +146,13 @@ func (p *Postfix) prepare(opts PostfixOptions) error {
 	if err := postfixTraversable(opts.MaildirBase); err != nil {
 		return err
 	}
-	if err := os.Chown(opts.MaildirBase, postfixMailUID, postfixMailUID); err != nil {
+	if err := os.Chown(opts.MaildirBase, MailUID, MailGID); err != nil {
 		return err
+	}
+	if opts.Relayhost != "" {
+		if _, _, err := net.SplitHostPort(opts.Relayhost); err != nil {
+			return fmt.Errorf("relayhost: %w", err)
+		}
 	}
 	var maps strings.Builder
 	type entry struct{ addr, box string }
@@ -181,18 +184,13 @@ func (p *Postfix) prepare(opts PostfixOptions) error {
 			continue
 		}
 		made[u] = true
-		dirs := []string{"", "new", "cur", "tmp"}
-		if folder != "" {
-			dirs = append([]string{"..", "../new", "../cur", "../tmp"}, dirs...)
+		if folder != "" { // a Maildir++ folder lives in its user's maildir
+			if err := makeMaildir(filepath.Join(opts.MaildirBase, user)); err != nil {
+				return err
+			}
 		}
-		for _, sub := range dirs {
-			d := filepath.Join(opts.MaildirBase, u, sub)
-			if err := os.MkdirAll(d, 0o700); err != nil {
-				return err
-			}
-			if err := os.Chown(d, postfixMailUID, postfixMailUID); err != nil {
-				return err
-			}
+		if err := makeMaildir(filepath.Join(opts.MaildirBase, u)); err != nil {
+			return err
 		}
 	}
 	if err := os.WriteFile(filepath.Join(p.confDir, "mailboxes"), []byte(maps.String()), 0o644); err != nil {
@@ -303,7 +301,7 @@ recipient_delimiter = +
 smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
 smtpd_recipient_restrictions = check_policy_service inet:%[8]s
 biff = no
-`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, postfixMailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "), outbound(opts), smtpdTLS(opts))
+`, p.dir, filepath.Base(p.dir), opts.Domain, opts.MaildirBase, p.confDir, MailUID, opts.MessageSizeLimit, p.policy.Addr(), strings.Join(postfixDomains(opts), ", "), outbound(opts), smtpdTLS(opts))
 	// Only the services a local virtual delivery needs; none chrooted,
 	// one inet listener.
 	master := p.Addr + ` inet n - n - - smtpd
@@ -351,7 +349,7 @@ func outbound(opts PostfixOptions) string {
 	if opts.Relayhost == "" {
 		return "default_transport = error\nrelay_transport = error\n"
 	}
-	host, port, _ := net.SplitHostPort(opts.Relayhost)
+	host, port, _ := net.SplitHostPort(opts.Relayhost) // checked in prepare
 	return fmt.Sprintf("default_transport = smtp\nrelay_transport = smtp\nrelayhost = [%s]:%s\n", host, port)
 }
 

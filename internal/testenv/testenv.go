@@ -64,24 +64,46 @@ func groupProcesses(pgid int, comm string) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
+		st, ok := readProcStat(pid)
+		if !ok || st.state == "Z" || (comm != "" && st.comm != comm) {
+			continue // gone meanwhile, a zombie, or another command
 		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces, not ')'.
-		lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if lp < 0 || rp < lp {
-			continue
-		}
-		fields := strings.Fields(string(stat[rp+1:]))
-		if len(fields) < 3 || fields[0] == "Z" || (comm != "" && string(stat[lp+1:rp]) != comm) {
-			continue
-		}
-		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
+		if st.pgrp == pgid {
 			pids = append(pids, pid)
 		}
 	}
 	return pids, nil
+}
+
+// procStat is what testenv reads of /proc/<pid>/stat.
+type procStat struct {
+	comm  string
+	state string // R, S, D, T (stopped), Z (zombie), ...
+	pgrp  int
+}
+
+// readProcStat reads /proc/<pid>/stat; ok is false when the process is
+// gone.
+func readProcStat(pid int) (st procStat, ok bool) {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return st, false
+	}
+	// pid (comm) state ppid pgrp ...; comm may hold spaces and ')', so
+	// it ends at the last ')'.
+	lp, rp := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if lp < 0 || rp < lp {
+		return st, false
+	}
+	fields := strings.Fields(string(stat[rp+1:]))
+	if len(fields) < 3 {
+		return st, false
+	}
+	pgrp, err := strconv.Atoi(fields[2])
+	if err != nil {
+		return st, false
+	}
+	return procStat{comm: string(stat[lp+1 : rp]), state: fields[0], pgrp: pgrp}, true
 }
 
 // ServeEach accepts connections on ln until the test ends (it closes ln

@@ -45,7 +45,7 @@ func entryHash(prev string, e AuditEntry, disclosure string) string {
 
 func appendAudit(ctx context.Context, tx *writeTx, e AuditEntry) error {
 	prev := genesis
-	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&prev)
+	err := tx.QueryRow(`SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("audit head: %w", err)
 	}
@@ -61,7 +61,7 @@ func appendAudit(ctx context.Context, tx *writeTx, e AuditEntry) error {
 	if e.CaseID != 0 {
 		cid = e.CaseID
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO audit(case_id, case_ref, at, event, detail, disclosure, prev_hash, hash)
+	_, err = tx.Exec(`INSERT INTO audit(case_id, case_ref, at, event, detail, disclosure, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, cid, e.CaseRef, ms(e.At), e.Event, e.Detail, disc, prev, entryHash(prev, e, disc))
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)

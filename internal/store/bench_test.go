@@ -50,7 +50,7 @@ func BenchmarkSweep100k(b *testing.B) {
 		data, _ := json.Marshal(procedure.Case{State: procedure.StateChoosing})
 		for i := 1; i <= n; i++ {
 			due := t0.Add(time.Duration(i) * time.Minute)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO cases(id, ref, state, version, next_due, created_at, updated_at, data) VALUES (?, ?, 'choosing', 1, ?, ?, ?, ?)`,
+			if _, err := tx.Exec(`INSERT INTO cases(id, ref, state, version, next_due, created_at, updated_at, data) VALUES (?, ?, 'choosing', 1, ?, ?, ?, ?)`,
 				i, fmt.Sprintf("SO-2026-%06d", i), ms(due), ms(t0), ms(t0), data); err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func BenchmarkSweep100k(b *testing.B) {
 				kind string
 				d    time.Time
 			}{{"reminder", due}, {"escalation", due.Add(48 * time.Hour)}} {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, 'choice', ?, ?)`, i, k.kind, ms(k.d)); err != nil {
+				if _, err := tx.Exec(`INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, 'choice', ?, ?)`, i, k.kind, ms(k.d)); err != nil {
 					return err
 				}
 			}

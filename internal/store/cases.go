@@ -59,7 +59,7 @@ func (s *Store) NextCase(ctx context.Context, now time.Time) (id int64, ref stri
 	year := now.Year()
 	var last int64
 	err = s.tx(ctx, func(tx *writeTx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO serials(year, last) VALUES (?, 1)
+		return tx.QueryRow(`INSERT INTO serials(year, last) VALUES (?, 1)
 			ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last`, year).Scan(&last)
 	})
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 		if c.Version == 0 {
 			c.Version = 1
 			data, _ = json.Marshal(&c)
-			res, err := tx.ExecContext(ctx, `INSERT INTO cases(id, ref, state, version, employee_email, waiting_on, next_due, created_at, updated_at, closed_at, data)
+			res, err := tx.Exec(`INSERT INTO cases(id, ref, state, version, employee_email, waiting_on, next_due, created_at, updated_at, closed_at, data)
 				VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
 				nullID(c.ID), c.Ref, c.State, c.Employee.Email, c.WaitingOn(), next, ms(c.CreatedAt), ms(now), nullMS(c.ClosedAt), data)
 			if err != nil {
@@ -108,7 +108,7 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 			prev := c.Version
 			c.Version++
 			data, _ = json.Marshal(&c)
-			res, err := tx.ExecContext(ctx, `UPDATE cases SET state = ?, version = ?, employee_email = ?, waiting_on = ?, next_due = ?,
+			res, err := tx.Exec(`UPDATE cases SET state = ?, version = ?, employee_email = ?, waiting_on = ?, next_due = ?,
 				updated_at = ?, closed_at = ?, data = ? WHERE id = ? AND version = ?`,
 				c.State, c.Version, c.Employee.Email, c.WaitingOn(), next, ms(now), nullMS(c.ClosedAt), data, c.ID, prev)
 			if err != nil {
@@ -117,12 +117,12 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 			if n, _ := res.RowsAffected(); n == 0 {
 				return fmt.Errorf("case %s version %d: %w", c.Ref, prev, ErrStale)
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM deadlines WHERE case_id = ?`, c.ID); err != nil {
+			if _, err := tx.Exec(`DELETE FROM deadlines WHERE case_id = ?`, c.ID); err != nil {
 				return err
 			}
 		}
 		for _, dl := range c.Deadlines {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, ?, ?, ?)`,
+			if _, err := tx.Exec(`INSERT INTO deadlines(case_id, step, kind, due) VALUES (?, ?, ?, ?)`,
 				c.ID, dl.Step, dl.Kind, ms(dl.Due)); err != nil {
 				return fmt.Errorf("deadline: %w", err)
 			}
@@ -143,14 +143,14 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 			}
 		}
 		for _, doc := range d.Documents {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO documents(case_id, sha256, kind, title, name, size, path, created_at)
+			if _, err := tx.Exec(`INSERT INTO documents(case_id, sha256, kind, title, name, size, path, created_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id, sha256) DO NOTHING`,
 				c.ID, doc.SHA256, doc.Kind, doc.Title, doc.Name, doc.Size, doc.Path, ms(now)); err != nil {
 				return fmt.Errorf("document: %w", err)
 			}
 		}
 		for _, reason := range d.Alerts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, c.ID, ms(now), reason); err != nil {
+			if _, err := tx.Exec(`INSERT INTO alerts(case_id, at, reason) VALUES (?, ?, ?)`, c.ID, ms(now), reason); err != nil {
 				return fmt.Errorf("alert: %w", err)
 			}
 		}
@@ -386,7 +386,7 @@ func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
 		`SELECT path FROM inbound WHERE case_id = ? AND path != ''`,
 		`SELECT path FROM outbox WHERE case_id = ? AND path IS NOT NULL`,
 	} {
-		rows, err := tx.QueryContext(ctx, q, caseID)
+		rows, err := tx.Query(q, caseID)
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -407,7 +407,7 @@ func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
 		`DELETE FROM outbox_body WHERE outbox_id IN (SELECT id FROM outbox WHERE case_id = ?)`,
 		`UPDATE outbox SET path = NULL WHERE case_id = ?`,
 	} {
-		if _, err := tx.ExecContext(ctx, q, caseID); err != nil {
+		if _, err := tx.Exec(q, caseID); err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
 	}

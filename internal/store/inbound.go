@@ -113,14 +113,14 @@ func (s *Store) CommitRaws(ctx context.Context, staged []*StagedRaw) ([]RawStore
 				received = time.Now()
 			}
 			m := st.meta
-			err := tx.QueryRowContext(ctx, `INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
+			err := tx.QueryRow(`INSERT INTO inbound(message_id, sha256, size, path, mailbox, uidvalidity, uid, oversize, received_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(message_id, sha256) DO NOTHING RETURNING id`,
 				st.msgID, st.sha, st.size, st.rel, m.Mailbox, m.UIDValidity, m.UID, m.Oversize, ms(received)).Scan(&out[i].ID)
 			if errors.Is(err, sql.ErrNoRows) {
 				// Stored before; a purged one stays purged.
 				out[i].Duplicate = true
-				err = tx.QueryRowContext(ctx, `SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, st.msgID, st.sha).Scan(&out[i].ID)
+				err = tx.QueryRow(`SELECT id FROM inbound WHERE message_id = ? AND sha256 = ?`, st.msgID, st.sha).Scan(&out[i].ID)
 				if err != nil {
 					return err
 				}
@@ -134,7 +134,7 @@ func (s *Store) CommitRaws(ctx context.Context, staged []*StagedRaw) ([]RawStore
 			}
 			// The bytes in a row of their own: marking the message rewrites
 			// only the inbound row (see migration 0004).
-			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_body(inbound_id, body) VALUES (?, ?)`, out[i].ID, st.body); err != nil {
+			if _, err := tx.Exec(`INSERT INTO inbound_body(inbound_id, body) VALUES (?, ?)`, out[i].ID, st.body); err != nil {
 				return err
 			}
 		}
@@ -258,7 +258,7 @@ func (s *Store) MarkInbound(ctx context.Context, id int64, status, reason string
 }
 
 func markInbound(ctx context.Context, tx *writeTx, id int64, status, reason string, caseID int64, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE inbound SET status = ?, reason = ?, case_id = COALESCE(?, case_id), handled_at = ? WHERE id = ?`,
+	res, err := tx.Exec(`UPDATE inbound SET status = ?, reason = ?, case_id = COALESCE(?, case_id), handled_at = ? WHERE id = ?`,
 		status, reason, nullID(caseID), ms(now), id)
 	if err != nil {
 		return fmt.Errorf("inbound %d: %w", id, err)
@@ -275,10 +275,10 @@ func markInbound(ctx context.Context, tx *writeTx, id int64, status, reason stri
 func (s *Store) Quarantine(ctx context.Context, id int64, reason string, now time.Time) error {
 	return s.tx(ctx, func(tx *writeTx) error {
 		var sha string
-		if err := tx.QueryRowContext(ctx, `SELECT sha256 FROM inbound WHERE id = ?`, id).Scan(&sha); err != nil {
+		if err := tx.QueryRow(`SELECT sha256 FROM inbound WHERE id = ?`, id).Scan(&sha); err != nil {
 			return fmt.Errorf("quarantine %d: %w", id, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts(case_id, at, reason) VALUES (NULL, ?, ?)`,
+		if _, err := tx.Exec(`INSERT INTO alerts(case_id, at, reason) VALUES (NULL, ?, ?)`,
 			ms(now), fmt.Sprintf("message %d quarantined: %s", id, reason)); err != nil {
 			return fmt.Errorf("quarantine %d: %w", id, err)
 		}

@@ -63,7 +63,7 @@ func insertOutbox(ctx context.Context, tx *writeTx, o OutboxRow, now time.Time) 
 	// A Message-ID already queued is the same mail composed again after a
 	// crash: the first one stands, nothing is sent twice.
 	var id int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO outbox(case_id, message_id, sender, recipients, path, next_attempt, created_at)
+	err = tx.QueryRow(`INSERT INTO outbox(case_id, message_id, sender, recipients, path, next_attempt, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(message_id) DO NOTHING RETURNING id`,
 		nullID(o.CaseID), o.MessageID, o.From, string(to), path, ms(now), ms(now)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -72,7 +72,7 @@ func insertOutbox(ctx context.Context, tx *writeTx, o OutboxRow, now time.Time) 
 	if err == nil && o.Path == "" {
 		// The bytes in a row of their own: the status changes to come
 		// rewrite only the outbox row (see migration 0004).
-		_, err = tx.ExecContext(ctx, `INSERT INTO outbox_body(outbox_id, body) VALUES (?, ?)`, id, o.Body)
+		_, err = tx.Exec(`INSERT INTO outbox_body(outbox_id, body) VALUES (?, ?)`, id, o.Body)
 	}
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", o.MessageID, err)
@@ -149,7 +149,7 @@ func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.
 	err = s.tx(ctx, func(tx *writeTx) error {
 		refused, files = nil, nil
 		for _, id := range sending {
-			res, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
+			res, err := tx.Exec(`UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
 			if err != nil {
 				return err
 			}
@@ -159,7 +159,7 @@ func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.
 		}
 		for _, id := range sent {
 			var path string
-			err := tx.QueryRowContext(ctx, `SELECT COALESCE(path, '') FROM outbox WHERE id = ? AND status IN ('queued', 'sending')`, id).Scan(&path)
+			err := tx.QueryRow(`SELECT COALESCE(path, '') FROM outbox WHERE id = ? AND status IN ('queued', 'sending')`, id).Scan(&path)
 			if errors.Is(err, sql.ErrNoRows) {
 				refused = append(refused, id)
 				continue
@@ -167,11 +167,11 @@ func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1, path = NULL
+			if _, err := tx.Exec(`UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1, path = NULL
 				WHERE id = ?`, ms(now), id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox_body WHERE outbox_id = ?`, id); err != nil {
+			if _, err := tx.Exec(`DELETE FROM outbox_body WHERE outbox_id = ?`, id); err != nil {
 				return err
 			}
 			if path != "" {

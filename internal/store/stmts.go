@@ -72,27 +72,32 @@ func (s *Store) queryRowContext(ctx context.Context, q string, args ...any) *sql
 	return s.db.QueryRowContext(ctx, q, args...)
 }
 
-// writeTx is a write transaction (Store.tx) that runs kept statements.
+// writeTx is a write transaction (Store.tx) that runs kept statements,
+// on the context of its commit group (see commitGroup).
 type writeTx struct {
-	tx *sql.Tx
-	s  *Store
+	tx  *sql.Tx
+	s   *Store
+	ctx context.Context
 }
 
-func (t *writeTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (t *writeTx) Exec(q string, args ...any) (sql.Result, error) {
+	ctx := t.ctx
 	if st := t.s.stmts.get(ctx, q); st != nil {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return t.tx.ExecContext(ctx, q, args...)
 }
 
-func (t *writeTx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+func (t *writeTx) Query(q string, args ...any) (*sql.Rows, error) {
+	ctx := t.ctx
 	if st := t.s.stmts.get(ctx, q); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return t.tx.QueryContext(ctx, q, args...)
 }
 
-func (t *writeTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+func (t *writeTx) QueryRow(q string, args ...any) *sql.Row {
+	ctx := t.ctx
 	if st := t.s.stmts.get(ctx, q); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

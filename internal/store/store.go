@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,11 +52,15 @@ type Store struct {
 	db    *sql.DB
 	dir   string
 	stmts statements
-	// wmu serialises this process's writes. SQLite has one writer at a
-	// time; without it concurrent writers (ingest, decisions, the outbox)
-	// meet in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between
-	// tries. Other processes (the backoffice commands) still wait there.
-	wmu sync.Mutex
+	// writer is held by the one goroutine writing (see tx). SQLite has
+	// one writer at a time; without it concurrent writers (ingest,
+	// decisions, the outbox) meet in SQLite's busy handler, which sleeps
+	// 1, 2, 5 … 100 ms between tries. Other processes (the backoffice
+	// commands) still wait there.
+	writer chan struct{}
+	// waiting are the writes queued for the next group commit.
+	qmu     sync.Mutex
+	waiting []*txReq
 }
 
 // Options tune Open; the zero value is right for the daemon.
@@ -107,7 +112,7 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	// concurrent readers, the writer and the outbox's lanes use at once;
 	// the default of 2 closed and reopened one for most reads under load.
 	db.SetMaxIdleConns(maxIdleConns)
-	s := &Store{db: db, dir: dir, stmts: statements{db: db}}
+	s := &Store{db: db, dir: dir, stmts: statements{db: db}, writer: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -171,10 +176,10 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		err = s.tx(ctx, func(tx *writeTx) error {
 			// A script runs once: not kept among the statements.
-			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
+			if _, err := tx.tx.ExecContext(tx.ctx, string(body)); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`,
+			_, err := tx.Exec(`INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`,
 				v, base, time.Now().UnixMilli())
 			return err
 		})
@@ -192,33 +197,162 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-// tx runs f in a write transaction (BEGIN IMMEDIATE), committing when f
-// returns nil.
+// tx runs f in a write transaction (BEGIN IMMEDIATE), committed when f
+// returns nil; f's error is returned and nothing f wrote remains.
+//
+// Writes that meet share one commit (group commit): while one goroutine
+// commits, the writes that arrive queue, and the next to hold the writer
+// runs them all in one transaction, each in a savepoint of its own, and
+// commits once. Each write keeps its own outcome: a write whose f fails is
+// rolled back to its savepoint and the others commit; a failed commit
+// fails them all. With fsync on commit the commit is most of a small
+// write's cost, and the queue grows with it: the slower the disk, the more
+// writes share one fsync.
 func (s *Store) tx(ctx context.Context, f func(*writeTx) error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	r := &txReq{ctx: ctx, f: f, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.waiting = append(s.waiting, r)
+	s.qmu.Unlock()
+	for {
+		select {
+		case err := <-r.done:
+			return r.outcome(err)
+		default:
+		}
+		select {
+		case err := <-r.done:
+			return r.outcome(err)
+		case s.writer <- struct{}{}:
+			s.qmu.Lock()
+			group := s.waiting
+			s.waiting = nil
+			s.qmu.Unlock()
+			if len(group) > 0 {
+				s.commitGroup(group)
+			}
+			<-s.writer
+		}
 	}
-	if err := f(&writeTx{tx: tx, s: s}); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
 
-// exec runs one writing statement outside a transaction of its own.
-func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if st := s.stmts.get(ctx, q); st != nil {
-		return st.ExecContext(ctx, args...)
+// txReq is one write waiting for its commit.
+type txReq struct {
+	ctx  context.Context
+	f    func(*writeTx) error
+	done chan error
+}
+
+// writePanic carries a panic of a write's f to the goroutine that asked
+// for the write, which may not be the one that ran it.
+type writePanic struct{ v any }
+
+func (p *writePanic) Error() string { return fmt.Sprint("write panicked: ", p.v) }
+
+// outcome is the write's result as tx returns it: a panic of f panics
+// again in the caller's goroutine.
+func (r *txReq) outcome(err error) error {
+	if p, ok := err.(*writePanic); ok {
+		panic(p.v)
 	}
-	return s.db.ExecContext(ctx, q, args...)
+	return err
+}
+
+// commitGroup runs the writes of group in one transaction, in order, and
+// tells each its outcome.
+//
+// The statements run on a context that is not cancelled: SQLite rolls the
+// whole transaction back when a write statement inside it is interrupted,
+// which would take the group's other writes with it. A write whose
+// context ended before its turn is not run. SQLite may also roll the whole
+// transaction back on its own (a full disk, an I/O error); the end of the
+// write's savepoint then fails, the writes kept before it get the error,
+// and the writes after it wait for the next group.
+func (s *Store) commitGroup(group []*txReq) {
+	ctx := context.WithoutCancel(group[0].ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		answer(group, fmt.Errorf("begin: %w", err))
+		return
+	}
+	w := &writeTx{tx: tx, s: s, ctx: ctx}
+	var kept []*txReq
+	for i, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		ferr, lost := w.run(r.f)
+		if lost != nil {
+			tx.Rollback()
+			answer(kept, fmt.Errorf("rolled back with another write of the same commit: %w", lost))
+			if ferr == nil {
+				ferr = lost
+			}
+			r.done <- ferr
+			if rest := group[i+1:]; len(rest) > 0 {
+				s.qmu.Lock()
+				s.waiting = append(slices.Clone(rest), s.waiting...)
+				s.qmu.Unlock()
+			}
+			return
+		}
+		if ferr != nil {
+			r.done <- ferr
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if len(kept) == 0 {
+		tx.Rollback()
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		answer(kept, fmt.Errorf("commit: %w", err))
+		return
+	}
+	answer(kept, nil)
+}
+
+func answer(rs []*txReq, err error) {
+	for _, r := range rs {
+		r.done <- err
+	}
+}
+
+// run runs f in a savepoint, rolled back to when f fails (or panics). lost
+// says the transaction itself is gone.
+func (t *writeTx) run(f func(*writeTx) error) (ferr, lost error) {
+	if _, err := t.tx.ExecContext(t.ctx, "SAVEPOINT w"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ferr = &writePanic{v: p}
+			}
+		}()
+		ferr = f(t)
+	}()
+	if ferr != nil {
+		if _, err := t.tx.ExecContext(t.ctx, "ROLLBACK TO w"); err != nil {
+			return ferr, fmt.Errorf("roll back to savepoint: %w", err)
+		}
+	}
+	if _, err := t.tx.ExecContext(t.ctx, "RELEASE w"); err != nil {
+		return ferr, fmt.Errorf("release savepoint: %w", err)
+	}
+	return ferr, nil
+}
+
+// exec runs one writing statement in a transaction of its own.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.tx(ctx, func(tx *writeTx) error {
+		var err error
+		res, err = tx.Exec(q, args...)
+		return err
+	})
+	return res, err
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -240,10 +240,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // finish, only for a free connection, or for the lane of its own
 // recipients. RunOnce returns once nothing is due and nothing under way.
 func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
-	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone),
-		marks: make(chan markReq)}
-	go d.recordMarks(ctx)
-	defer close(d.marks)
+	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone)}
 	recheck, err := w.settleInFlight(ctx, d)
 	if err != nil {
 		return 0, err
@@ -317,69 +314,33 @@ type dispatch struct {
 	active map[string]bool // lanes (recipient sets) under way
 	busy   map[int64]bool  // items handed to a lane and not finished
 	done   chan laneDone
-	marks  chan markReq
 	err    error // the first queue error: no new lanes start after it
-}
-
-// markReq asks for one mark (an attempt begins, or the item was sent) and
-// waits for its commit.
-type markReq struct {
-	id      int64
-	sending bool
-	done    chan error
 }
 
 // errRefused: the outbox did not take the mark (see Queue.Mark).
 var errRefused = errors.New("the outbox refused the mark: the item is not in the state it should be")
 
 // mark records that an attempt of item id begins (sending) or that it was
-// sent, and returns once that is committed.
-func (d *dispatch) mark(id int64, sending bool) error {
-	done := make(chan error, 1)
-	d.marks <- markReq{id: id, sending: sending, done: done}
-	return <-done
-}
-
-// recordMarks commits the lanes' marks. Marks that arrive while a commit
-// is under way go together in the next one: the lanes share the
-// database's one writer instead of queueing for it mark by mark. A mark is
-// committed even when ctx ends: a mail the server took must be recorded.
-func (d *dispatch) recordMarks(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
-	for req := range d.marks {
-		batch := []markReq{req}
-	more:
-		for {
-			select {
-			case r, ok := <-d.marks:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		var sending, sent []int64
-		for _, r := range batch {
-			if r.sending {
-				sending = append(sending, r.id)
-			} else {
-				sent = append(sent, r.id)
-			}
-		}
-		refused, err := d.w.Queue.Mark(ctx, sending, sent, d.w.clock().Now())
-		for _, r := range batch {
-			switch {
-			case err != nil:
-				r.done <- err
-			case slices.Contains(refused, r.id):
-				r.done <- errRefused
-			default:
-				r.done <- nil
-			}
-		}
+// sent, and returns once that is committed. A mark is committed even when
+// ctx ends: a mail the server took must be recorded. The lanes' marks that
+// meet share one commit (the store's group commit).
+func (w *Worker) mark(ctx context.Context, id int64, sending bool) error {
+	var ids [1]int64
+	ids[0] = id
+	var on, sent []int64
+	if sending {
+		on = ids[:]
+	} else {
+		sent = ids[:]
 	}
+	refused, err := w.Queue.Mark(context.WithoutCancel(ctx), on, sent, w.clock().Now())
+	if err != nil {
+		return err
+	}
+	if len(refused) > 0 {
+		return errRefused
+	}
+	return nil
 }
 
 type laneDone struct {
@@ -434,7 +395,7 @@ func (d *dispatch) fill(ctx context.Context) error {
 				if ctx.Err() != nil {
 					break
 				}
-				if err = d.w.deliver(ctx, it, d.mark); err != nil {
+				if err = d.w.deliver(ctx, it); err != nil {
 					break
 				}
 			}
@@ -505,7 +466,7 @@ func (w *Worker) settleInFlight(ctx context.Context, d *dispatch) (time.Duration
 		log := w.logger().With("message_id", it.MessageID, "attempt", it.Attempt+1)
 		switch waited := now.Sub(it.SendingSince); {
 		case found[it.MessageID]:
-			if err := d.mark(it.ID, false); err != nil {
+			if err := w.mark(ctx, it.ID, false); err != nil {
 				return 0, fmt.Errorf("record sent %s: %w", it.MessageID, err)
 			}
 			log.Info("delivery", "outcome", "sent", "by", "sent copy")
@@ -522,12 +483,13 @@ func (w *Worker) settleInFlight(ctx context.Context, d *dispatch) (time.Duration
 	return recheck, nil
 }
 
-// deliver makes one attempt and records its outcome; mark records that
-// the attempt begins and that the item was sent. The returned error is a
-// queue error only; delivery failures are recorded, not returned.
-func (w *Worker) deliver(ctx context.Context, it Item, mark func(id int64, sending bool) error) error {
+// deliver makes one attempt and records its outcome: marks that the
+// attempt begins and that the item was sent, or its retry or failure. The
+// returned error is a queue error only; delivery failures are recorded,
+// not returned.
+func (w *Worker) deliver(ctx context.Context, it Item) error {
 	start := w.clock().Now()
-	if err := mark(it.ID, true); err != nil {
+	if err := w.mark(ctx, it.ID, true); err != nil {
 		return fmt.Errorf("record sending %s: %w", it.MessageID, err)
 	}
 	wallStart := time.Now()
@@ -542,7 +504,7 @@ func (w *Worker) deliver(ctx context.Context, it Item, mark func(id int64, sendi
 		return nil
 	}
 	if err == nil {
-		if qerr := mark(it.ID, false); qerr != nil {
+		if qerr := w.mark(ctx, it.ID, false); qerr != nil {
 			// Delivered but not recorded: the item will be sent again.
 			log.Error("delivery", "outcome", "sent-unrecorded", "err", qerr)
 			return fmt.Errorf("record sent %s: %w", it.MessageID, qerr)

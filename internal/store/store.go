@@ -275,13 +275,16 @@ func (s *Store) commitGroup(group []*txReq) {
 		return
 	}
 	w := &writeTx{tx: tx, s: s, ctx: ctx}
+	// A write alone needs no savepoint: its failure rolls back the
+	// transaction, and a transaction that is gone fails the commit.
+	alone := len(group) == 1
 	var kept []*txReq
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- err
 			continue
 		}
-		ferr, lost := w.run(r.f)
+		ferr, lost := w.run(r.f, !alone)
 		if lost != nil {
 			tx.Rollback()
 			answer(kept, fmt.Errorf("rolled back with another write of the same commit: %w", lost))
@@ -319,11 +322,13 @@ func answer(rs []*txReq, err error) {
 	}
 }
 
-// run runs f in a savepoint, rolled back to when f fails (or panics). lost
-// says the transaction itself is gone.
-func (t *writeTx) run(f func(*writeTx) error) (ferr, lost error) {
-	if _, err := t.tx.ExecContext(t.ctx, "SAVEPOINT w"); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
+// run runs f, in a savepoint if asked, rolled back to when f fails (or
+// panics). lost says the transaction itself is gone.
+func (t *writeTx) run(f func(*writeTx) error, savepoint bool) (ferr, lost error) {
+	if savepoint {
+		if _, err := t.Exec("SAVEPOINT w"); err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
 	}
 	func() {
 		defer func() {
@@ -333,12 +338,15 @@ func (t *writeTx) run(f func(*writeTx) error) (ferr, lost error) {
 		}()
 		ferr = f(t)
 	}()
+	if !savepoint {
+		return ferr, nil
+	}
 	if ferr != nil {
-		if _, err := t.tx.ExecContext(t.ctx, "ROLLBACK TO w"); err != nil {
+		if _, err := t.Exec("ROLLBACK TO w"); err != nil {
 			return ferr, fmt.Errorf("roll back to savepoint: %w", err)
 		}
 	}
-	if _, err := t.tx.ExecContext(t.ctx, "RELEASE w"); err != nil {
+	if _, err := t.Exec("RELEASE w"); err != nil {
 		return ferr, fmt.Errorf("release savepoint: %w", err)
 	}
 	return ferr, nil

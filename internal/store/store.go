@@ -11,7 +11,9 @@
 // never a lost update), its deadlines, audit entries, outbox rows, document
 // rows, alerts and the status of the inbound message that caused it. That
 // makes inbound processing exactly-once and outbound mail a transactional
-// outbox.
+// outbox. Writes that meet share one commit, each in a savepoint of its
+// own (group commit, see tx): one fsync for several, with the outcome of
+// each its own.
 package store
 
 import (

@@ -335,27 +335,61 @@ func encodeSASL(b []byte) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// mail sends MAIL FROM with SIZE (RFC 1870) when the server takes it and
-// size is known (>= 0), and BODY=8BITMIME (RFC 6152) when offered.
-func (c *client) mail(from string, size int64) error {
-	line := "MAIL FROM:<" + from + ">"
+// envelope sends MAIL FROM, with SIZE (RFC 1870) when the server takes it
+// and size is known (>= 0) and BODY=8BITMIME (RFC 6152) when offered, and
+// a RCPT TO per recipient. Over a server that offers PIPELINING (RFC 2920)
+// they go out together, and the replies are read in order: one round trip
+// instead of one per command. The data command is never sent with them:
+// it waits for their replies, so that a refused recipient leaves the
+// message unsent to all.
+//
+// mailErr is the failure of MAIL FROM (or of sending the envelope); then
+// no RCPT reply is read and the connection must not be used again. Else
+// rcptErr is called with each recipient's outcome, in order; when it says
+// stop, the rest are not read and the connection must not be used again.
+func (c *client) envelope(from string, size int64, to []string, rcptErr func(rcpt string, err error) (stop bool)) (mailErr error) {
+	mail := "MAIL FROM:<" + from + ">"
 	if c.has("SIZE") && size >= 0 {
-		line += " SIZE=" + strconv.FormatInt(size, 10)
+		mail += " SIZE=" + strconv.FormatInt(size, 10)
 	}
 	if c.has("8BITMIME") {
-		line += " BODY=8BITMIME"
+		mail += " BODY=8BITMIME"
 	}
-	_, err := c.cmd(250, line)
-	return err
-}
-
-// rcpt sends RCPT TO; 250 and 251 (RFC 5321 section 4.2.2) accept.
-func (c *client) rcpt(to string) error {
-	r, err := c.cmd(0, "RCPT TO:<"+to+">")
-	if err == nil && r.Code != 250 && r.Code != 251 {
-		err = fmt.Errorf("%w: unexpected reply %d to RCPT", errProtocol, r.Code)
+	pipelined := c.has("PIPELINING")
+	if pipelined {
+		c.bw.WriteString(mail + "\r\n")
+		for _, rcpt := range to {
+			c.bw.WriteString("RCPT TO:<" + rcpt + ">\r\n")
+		}
+		if err := c.bw.Flush(); err != nil {
+			return fmt.Errorf("send MAIL: %w", err)
+		}
+		_, mailErr = c.expect(250)
+	} else {
+		_, mailErr = c.cmd(250, mail)
 	}
-	return err
+	if mailErr != nil {
+		return mailErr
+	}
+	for _, rcpt := range to {
+		var (
+			r   *reply
+			err error
+		)
+		if pipelined {
+			r, err = c.expect(0)
+		} else {
+			r, err = c.cmd(0, "RCPT TO:<"+rcpt+">")
+		}
+		// 250 and 251 (RFC 5321 section 4.2.2) accept.
+		if err == nil && r.Code != 250 && r.Code != 251 {
+			err = fmt.Errorf("%w: unexpected reply %d to RCPT", errProtocol, r.Code)
+		}
+		if err != nil && rcptErr(rcpt, err) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // bodyError is a failure to read the message from the caller.

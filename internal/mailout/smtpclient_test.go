@@ -520,6 +520,59 @@ func TestDeliverDataWire(t *testing.T) {
 	}
 }
 
+// Over a server that offers PIPELINING the envelope goes out in one
+// write and its replies are read in order; the data waits for them, so a
+// refused recipient stops the mail for all (RSET, no BDAT), and the
+// connection stays in step for the next mail.
+func TestDeliverPipelinesTheEnvelope(t *testing.T) {
+	var body []byte
+	a, done := scripted(t, func(s *scriptConn) {
+		s.say("220 script.example ESMTP")
+		s.expect("EHLO ")
+		s.say("250-script.example", "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 CHUNKING")
+		// Every command of the envelope comes before any reply: a client
+		// that waits for the reply to MAIL sends nothing more.
+		s.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for _, want := range []string{"MAIL FROM:<so@example.test>", "RCPT TO:<a@example.net>", "RCPT TO:<b@example.net>"} {
+			if l := s.line(); s.err == nil && l != want {
+				s.err = fmt.Errorf("%w: got %q, want %q", errScript, l, want)
+			} else if s.err != nil && !errors.Is(s.err, errScript) {
+				s.err = fmt.Errorf("%w: %q did not come before the replies: %v", errScript, want, s.err)
+			}
+		}
+		s.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		s.say("250 2.1.0 OK", "550 5.1.1 <a@example.net>: no such user", "250 2.1.5 OK")
+		s.expect("RSET")
+		s.say("250 2.0.0 OK")
+		s.expect("MAIL FROM:<so@example.test>")
+		s.expect("RCPT TO:<b@example.net>")
+		s.say("250 2.1.0 OK", "250 2.1.5 OK")
+		var last bool
+		for !last && s.err == nil {
+			var data []byte
+			data, last = s.chunk(s.expect("BDAT "))
+			body = append(body, data...)
+		}
+		s.say("250 2.0.0 queued")
+		s.expect("QUIT")
+		s.say("221 bye")
+	})
+	tr := &Transport{Addr: a, Timeout: 10 * time.Second}
+	err := tr.Deliver(context.Background(), "so@example.test", []string{"a@example.net", "b@example.net"}, strings.NewReader(testMsg))
+	var de *DeliveryError
+	if !errors.As(err, &de) || !de.Permanent || de.Recipient != "a@example.net" || de.Code != 550 {
+		t.Fatalf("first mail: err = %v, want a@example.net refused for good", err)
+	}
+	if err := tr.Deliver(context.Background(), "so@example.test", []string{"b@example.net"}, strings.NewReader(testMsg)); err != nil {
+		t.Fatalf("second mail, on the same connection: %v", err)
+	}
+	tr.Close()
+	<-done
+	if string(body) != testMsg {
+		t.Errorf("the second mail arrived as %q", body)
+	}
+}
+
 // A server that refuses EHLO gets HELO, and no extensions are used.
 func TestDeliverHeloFallback(t *testing.T) {
 	got := make(chan string, 1)

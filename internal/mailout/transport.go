@@ -269,7 +269,21 @@ func (t *Transport) transact(ctx context.Context, s *session, kept bool, from st
 		s.raw.SetDeadline(dl)
 	}
 	c := s.c
-	if err := c.mail(from, bodySize(body)); err != nil {
+	var refused, broken *DeliveryError
+	err = c.envelope(from, bodySize(body), to, func(rcpt string, err error) bool {
+		d := classify(err, rcpt)
+		if ctx.Err() != nil || d.Code == 0 {
+			broken = interrupted(ctx, err, rcpt)
+			return true
+		}
+		// A temporary refusal outranks a permanent one: the message is
+		// retried, and a recipient refused for good fails again.
+		if refused == nil || (refused.Permanent && !d.Permanent) {
+			refused = d
+		}
+		return false
+	})
+	if err != nil {
 		var de *DeliveryError
 		gone := !errors.As(err, &de) || de.Code == 421
 		if kept && gone && ctx.Err() == nil {
@@ -277,19 +291,8 @@ func (t *Transport) transact(ctx context.Context, s *session, kept bool, from st
 		}
 		return false, interrupted(ctx, err, "")
 	}
-	var refused *DeliveryError
-	for _, rcpt := range to {
-		if err := c.rcpt(rcpt); err != nil {
-			d := classify(err, rcpt)
-			if ctx.Err() != nil || d.Code == 0 {
-				return false, interrupted(ctx, err, rcpt)
-			}
-			// A temporary refusal outranks a permanent one: the message
-			// is retried, and a recipient refused for good fails again.
-			if refused == nil || (refused.Permanent && !d.Permanent) {
-				refused = d
-			}
-		}
+	if broken != nil {
+		return false, broken
 	}
 	if refused != nil {
 		_, err := c.cmd(250, "RSET")

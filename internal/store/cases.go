@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"secondopinion/internal/procedure"
@@ -83,6 +81,7 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 	if now.IsZero() {
 		now = time.Now()
 	}
+	var purged []string // files of a purge, removed once it has committed
 	err := s.tx(ctx, func(tx *writeTx) error {
 		data, err := json.Marshal(&c)
 		if err != nil {
@@ -155,7 +154,8 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 			}
 		}
 		if d.Purge {
-			if err := purge(ctx, tx, s.dir, c.ID); err != nil {
+			var err error
+			if purged, err = purge(tx, c.ID); err != nil {
 				return err
 			}
 		}
@@ -173,6 +173,7 @@ func (s *Store) Apply(ctx context.Context, d Decision) (*procedure.Case, error) 
 	if err != nil {
 		return nil, err
 	}
+	s.removeFiles(purged)
 	return &c, nil
 }
 
@@ -376,11 +377,10 @@ func (s *Store) Alerts(ctx context.Context, all bool) ([]Alert, error) {
 	return out, rows.Err()
 }
 
-// purge removes a case's stored bytes. Files are removed inside the
-// transaction's lifetime; a crash after the removal and before the commit
-// leaves rows naming missing files, which the next purge clears.
-func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
-	var paths []string
+// purge removes a case's stored bytes from its rows and returns the files
+// they named, for the caller to remove once the purge has committed (a
+// file it cannot remove then is left to SweepFiles, as no row names it).
+func purge(tx *writeTx, caseID int64) (files []string, err error) {
 	for _, q := range []string{
 		`SELECT path FROM documents WHERE case_id = ?`,
 		`SELECT path FROM inbound WHERE case_id = ? AND path != ''`,
@@ -388,15 +388,15 @@ func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
 	} {
 		rows, err := tx.Query(q, caseID)
 		if err != nil {
-			return fmt.Errorf("purge: %w", err)
+			return nil, fmt.Errorf("purge: %w", err)
 		}
 		for rows.Next() {
 			var p string
 			if err := rows.Scan(&p); err != nil {
 				rows.Close()
-				return err
+				return nil, err
 			}
-			paths = append(paths, p)
+			files = append(files, p)
 		}
 		rows.Close()
 	}
@@ -408,15 +408,10 @@ func purge(ctx context.Context, tx *writeTx, dir string, caseID int64) error {
 		`UPDATE outbox SET path = NULL WHERE case_id = ?`,
 	} {
 		if _, err := tx.Exec(q, caseID); err != nil {
-			return fmt.Errorf("purge: %w", err)
+			return nil, fmt.Errorf("purge: %w", err)
 		}
 	}
-	for _, p := range paths {
-		if err := os.Remove(filepath.Join(dir, p)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("purge: %w", err)
-		}
-	}
-	return nil
+	return files, nil
 }
 
 // Documents lists the stored documents of a case.

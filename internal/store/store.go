@@ -210,6 +210,11 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 // fails them all. With fsync on commit the commit is most of a small
 // write's cost, and the queue grows with it: the slower the disk, the more
 // writes share one fsync.
+//
+// ctx is looked at when the write's turn comes: a write whose ctx has
+// ended by then is not run. Once it runs it is not cut short (see
+// commitGroup), and a caller whose ctx ends while it waits for its turn
+// still waits for the group before it.
 func (s *Store) tx(ctx context.Context, f func(*writeTx) error) error {
 	r := &txReq{ctx: ctx, f: f, done: make(chan error, 1)}
 	s.qmu.Lock()
@@ -225,15 +230,21 @@ func (s *Store) tx(ctx context.Context, f func(*writeTx) error) error {
 		case err := <-r.done:
 			return r.outcome(err)
 		case s.writer <- struct{}{}:
-			s.qmu.Lock()
-			group := s.waiting
-			s.waiting = nil
-			s.qmu.Unlock()
-			if len(group) > 0 {
-				s.commitGroup(group)
-			}
-			<-s.writer
+			s.commitWaiting()
 		}
+	}
+}
+
+// commitWaiting commits the writes waiting, as the holder of the writer,
+// and gives the writer back.
+func (s *Store) commitWaiting() {
+	defer func() { <-s.writer }()
+	s.qmu.Lock()
+	group := s.waiting
+	s.waiting = nil
+	s.qmu.Unlock()
+	if len(group) > 0 {
+		s.commitGroup(group)
 	}
 }
 

@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"secondopinion/internal/procedure"
 )
 
 // queued starts each write in its own goroutine while the test holds the
@@ -108,39 +113,78 @@ func TestTxGroupKeepsEachOutcome(t *testing.T) {
 // When SQLite ends the transaction itself (as it does on a full disk), no
 // write of the group is told it committed, what the earlier ones wrote is
 // gone and they say so, and the later ones commit in the next group
-// instead of one statement at a time outside any transaction.
+// instead of one statement at a time outside any transaction. The write
+// that met the rollback may notice it (its statement fails) or not.
 func TestTxGroupLostTransaction(t *testing.T) {
+	errFull := errors.New("database or disk is full")
+	for _, tt := range []struct {
+		name string
+		ret  error // what the write that meets the rollback returns
+	}{{"noticed", errFull}, {"unnoticed", nil}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			ctx := context.Background()
+			errs := queued(t, s,
+				addAlert(s, "before"),
+				func() error {
+					return s.tx(ctx, func(tx *writeTx) error {
+						if _, err := tx.tx.ExecContext(tx.ctx, `ROLLBACK`); err != nil {
+							return err
+						}
+						return tt.ret
+					})
+				},
+				func() error {
+					return s.tx(ctx, func(tx *writeTx) error {
+						for _, r := range []string{"after, one", "after, two"} {
+							if _, err := tx.Exec(`INSERT INTO alerts(at, reason) VALUES (1, ?)`, r); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+				},
+			)
+			if errs[0] == nil {
+				t.Error("the write before the lost transaction was told it committed")
+			}
+			if errs[1] == nil {
+				t.Error("the write that lost the transaction was told it committed")
+			} else if tt.ret != nil && !errors.Is(errs[1], tt.ret) {
+				t.Errorf("the write that lost the transaction returned %v, want its own error", errs[1])
+			}
+			if errs[2] != nil {
+				t.Errorf("the write after it failed: %v", errs[2])
+			}
+			if got, want := alertReasons(t, s), []string{"after, one", "after, two"}; !slices.Equal(got, want) {
+				t.Errorf("alerts: %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// A panic in a write alone comes out of tx, leaves nothing written, and
+// the next write goes ahead.
+func TestTxPanicAlone(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	errs := queued(t, s,
-		addAlert(s, "before"),
-		func() error {
-			return s.tx(ctx, func(tx *writeTx) error {
-				_, err := tx.tx.ExecContext(tx.ctx, `ROLLBACK`)
+	func() {
+		defer func() {
+			if p := recover(); p != "a bug" {
+				t.Errorf("recovered %v, want the write's panic", p)
+			}
+		}()
+		s.tx(ctx, func(tx *writeTx) error {
+			if _, err := tx.Exec(`INSERT INTO alerts(at, reason) VALUES (1, 'panicking')`); err != nil {
 				return err
-			})
-		},
-		func() error {
-			return s.tx(ctx, func(tx *writeTx) error {
-				for _, r := range []string{"after, one", "after, two"} {
-					if _, err := tx.Exec(`INSERT INTO alerts(at, reason) VALUES (1, ?)`, r); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		},
-	)
-	if errs[0] == nil {
-		t.Error("the write before the lost transaction was told it committed")
+			}
+			panic("a bug")
+		})
+	}()
+	if err := addAlert(s, "next")(); err != nil {
+		t.Fatal(err)
 	}
-	if errs[1] == nil {
-		t.Error("the write that lost the transaction was told it committed")
-	}
-	if errs[2] != nil {
-		t.Errorf("the write after it failed: %v", errs[2])
-	}
-	if got, want := alertReasons(t, s), []string{"after, one", "after, two"}; !slices.Equal(got, want) {
+	if got, want := alertReasons(t, s), []string{"next"}; !slices.Equal(got, want) {
 		t.Errorf("alerts: %q, want %q", got, want)
 	}
 }
@@ -203,5 +247,46 @@ func TestTxGroupConcurrentWriters(t *testing.T) {
 		if want := int64(2026_000_001 + i); id != want {
 			t.Fatalf("case IDs %d…: %d at %d, want %d (each serial exactly once)", ids[0], id, i, want)
 		}
+	}
+}
+
+// A purge whose commit another write of its group takes down removes no
+// file: the rows that name them are still there, and the document still
+// opens for the purge that comes again.
+func TestTxGroupLostPurgeKeepsTheFiles(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	rel, size, err := s.PutFile("documents", strings.NewReader("sealed document"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateCompleted, time.Time{}),
+		Documents: []DocumentRow{{SHA256: contentHash("document"), Kind: "medical", Title: "Brief", Size: size, Path: rel}}, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	purge := *c
+	purge.State = procedure.StatePurged
+	errs := queued(t, s,
+		func() error {
+			_, err := s.Apply(ctx, Decision{Case: &purge, Purge: true, Now: t0})
+			return err
+		},
+		func() error {
+			return s.tx(ctx, func(tx *writeTx) error {
+				_, err := tx.tx.ExecContext(tx.ctx, `ROLLBACK`)
+				return err
+			})
+		},
+	)
+	if errs[0] == nil {
+		t.Fatal("the purge was told it committed")
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), rel)); err != nil {
+		t.Errorf("the document's file is gone though its purge did not commit: %v", err)
+	}
+	docs, err := s.Documents(ctx, c.ID)
+	if err != nil || len(docs) != 1 || docs[0].Path != rel {
+		t.Errorf("documents after the lost purge: %+v, %v", docs, err)
 	}
 }

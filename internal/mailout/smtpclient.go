@@ -335,6 +335,9 @@ func encodeSASL(b []byte) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
+// maxPipelined is the most recipients whose RCPT commands are pipelined.
+const maxPipelined = 100
+
 // envelope sends MAIL FROM, with SIZE (RFC 1870) when the server takes it
 // and size is known (>= 0) and BODY=8BITMIME (RFC 6152) when offered, and
 // a RCPT TO per recipient. Over a server that offers PIPELINING (RFC 2920)
@@ -355,7 +358,10 @@ func (c *client) envelope(from string, size int64, to []string, rcptErr func(rcp
 	if c.has("8BITMIME") {
 		mail += " BODY=8BITMIME"
 	}
-	pipelined := c.has("PIPELINING")
+	// A long list of recipients goes one by one: the client writes it all
+	// before it reads a reply, and the server may stop reading while it
+	// cannot write its replies.
+	pipelined := c.has("PIPELINING") && len(to) <= maxPipelined
 	if pipelined {
 		c.bw.WriteString(mail + "\r\n")
 		for _, rcpt := range to {

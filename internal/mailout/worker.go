@@ -325,13 +325,9 @@ var errRefused = errors.New("the outbox refused the mark: the item is not in the
 // ctx ends: a mail the server took must be recorded. The lanes' marks that
 // meet share one commit (the store's group commit).
 func (w *Worker) mark(ctx context.Context, id int64, sending bool) error {
-	var ids [1]int64
-	ids[0] = id
-	var on, sent []int64
-	if sending {
-		on = ids[:]
-	} else {
-		sent = ids[:]
+	on, sent := []int64{id}, []int64(nil)
+	if !sending {
+		on, sent = nil, on
 	}
 	refused, err := w.Queue.Mark(context.WithoutCancel(ctx), on, sent, w.clock().Now())
 	if err != nil {

@@ -335,9 +335,10 @@ func (in *Ingester) session(ctx context.Context) (selected bool, err error) {
 		}
 		if idle {
 			// Mail that arrived during the pass is reported with the
-			// answer to its last command (a kick); go-imap's memory
-			// server would not report it at the start of IDLE, which
-			// would leave it waiting for the IDLE to time out.
+			// answer to its last command (a kick). A server need not
+			// report it again at the start of IDLE (go-imap's memory
+			// server does not), which would leave it waiting for the
+			// IDLE to time out.
 			select {
 			case <-kick:
 				continue

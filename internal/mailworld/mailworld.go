@@ -202,7 +202,7 @@ func New(opts *Options) (*World, error) {
 
 	w.imapSrv = imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return w.imapMem.NewSession(), nil, nil
+			return idleSession{w.imapMem.NewSession().(imapserver.SessionIMAP4rev2)}, nil, nil
 		},
 		Caps: imap.CapSet{
 			imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
@@ -525,6 +525,24 @@ func existing(u *user, folder string) string {
 		return inbox
 	}
 	return folder
+}
+
+// idleSession is a memory-server session that, as Dovecot does, reports at
+// the start of IDLE the mailbox changes it has not reported yet. go-imap's
+// memory server (v2.0.0-beta.8) reports only the changes that come during
+// the IDLE: a message delivered between the client's last command and its
+// IDLE waited, unseen, for the client's next command (the daemon's poll
+// interval). A change in the microseconds between this poll and the
+// library's IDLE taking over still waits.
+type idleSession struct {
+	imapserver.SessionIMAP4rev2
+}
+
+func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if err := s.Poll(w, true); err != nil {
+		return err
+	}
+	return s.SessionIMAP4rev2.Idle(w, stop)
 }
 
 // appendTo appends msg to u's folder, or to INBOX when that folder is gone

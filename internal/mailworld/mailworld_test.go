@@ -480,3 +480,55 @@ func TestCutOffInTheLastChunk(t *testing.T) {
 		t.Fatalf("%d messages delivered (%d accepted), want only the complete one", len(got), accepted.Load())
 	}
 }
+
+// TestIdleReportsMailFromBefore: mail delivered after a client's last
+// command and before its IDLE is reported when the IDLE begins, as Dovecot
+// does, not only at the client's next command.
+func TestIdleReportsMailFromBefore(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, nil)
+	exists := make(chan uint32, 8)
+	c, err := imapclient.DialInsecure(w.IMAPAddr(), &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
+				if data.NumMessages != nil {
+					exists <- *data.NumMessages
+				}
+			},
+		},
+	})
+	if err != nil {
+		t.Fatalf("dial imap: %v", err)
+	}
+	defer c.Close()
+	if err := c.Login("so@secondopinion.test", "so-pw").Wait(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("select: %v", err)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatalf("noop: %v", err)
+	}
+	if err := send(t, w, "jan@werknemer.test", []string{"so@secondopinion.test"}, message("tussendoor")); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatalf("idle: %v", err)
+	}
+	select {
+	case n := <-exists:
+		if n != 1 {
+			t.Errorf("EXISTS %d, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no EXISTS within 5 s of IDLE for the message delivered before it")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatalf("idle done: %v", err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatalf("idle: %v", err)
+	}
+}

@@ -65,9 +65,14 @@ func items(rows []store.OutboxItem) []mailout.Item {
 	return out
 }
 
-// Mark implements mailout.Queue.
-func (q Queue) Mark(ctx context.Context, sending, sent []int64, now time.Time) ([]int64, error) {
-	return q.Store.OutboxMark(ctx, sending, sent, now)
+// Sending implements mailout.Queue.
+func (q Queue) Sending(ctx context.Context, id int64, now time.Time) error {
+	return q.Store.OutboxSending(ctx, id, now)
+}
+
+// Sent implements mailout.Queue.
+func (q Queue) Sent(ctx context.Context, id int64, now time.Time) error {
+	return q.Store.OutboxSent(ctx, id, now)
 }
 
 // InFlight implements mailout.Queue.

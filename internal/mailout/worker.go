@@ -31,17 +31,18 @@ type Item struct {
 }
 
 // Queue is the outbox as the worker sees it (the store implements it).
-// Mark, Retry and Failed are each one committed transaction.
+// Sending, Sent, Retry and Failed are each one committed transaction.
 type Queue interface {
 	// Due returns up to limit items whose next attempt is at or before now.
 	Due(ctx context.Context, now time.Time, limit int) ([]Item, error)
-	// Mark records, in one transaction, that attempts begin for the items
-	// in sending (before the first byte of each goes to the server: the
-	// item is then in flight, not due, until marked sent, Retry or Failed)
-	// and that the items in sent were delivered. refused lists the items
-	// left alone: in sending, no longer queued; in sent, neither queued
-	// nor in flight.
-	Mark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error)
+	// Sending records that an attempt of the item begins, before the first
+	// byte goes to the server: the item is then in flight, not due, until
+	// Sent, Retry or Failed. It fails, and records nothing, when the item
+	// is not queued.
+	Sending(ctx context.Context, id int64, now time.Time) error
+	// Sent records that the item was delivered. It fails, and records
+	// nothing, when the item is neither queued nor in flight.
+	Sent(ctx context.Context, id int64, now time.Time) error
 	// InFlight returns the items whose attempt began and whose outcome was
 	// never recorded: the process stopped mid-attempt, or the server's reply
 	// to the end of the data never came.
@@ -317,26 +318,16 @@ type dispatch struct {
 	err    error // the first queue error: no new lanes start after it
 }
 
-// errRefused: the outbox did not take the mark (see Queue.Mark).
-var errRefused = errors.New("the outbox refused the mark: the item is not in the state it should be")
-
 // mark records that an attempt of item id begins (sending) or that it was
 // sent, and returns once that is committed. A mark is committed even when
 // ctx ends: a mail the server took must be recorded. The lanes' marks that
 // meet share one commit (the store's group commit).
 func (w *Worker) mark(ctx context.Context, id int64, sending bool) error {
-	on, sent := []int64{id}, []int64(nil)
-	if !sending {
-		on, sent = nil, on
+	ctx, now := context.WithoutCancel(ctx), w.clock().Now()
+	if sending {
+		return w.Queue.Sending(ctx, id, now)
 	}
-	refused, err := w.Queue.Mark(context.WithoutCancel(ctx), on, sent, w.clock().Now())
-	if err != nil {
-		return err
-	}
-	if len(refused) > 0 {
-		return errRefused
-	}
-	return nil
+	return w.Queue.Sent(ctx, id, now)
 }
 
 type laneDone struct {

@@ -3,6 +3,7 @@ package mailout
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -89,28 +90,28 @@ func (q *memQueue) update(id int64, f func(m *memItem)) error {
 	return nil
 }
 
-// Mark signals changed for the items marked sent only: tests wait for
-// outcomes, not for attempts to begin.
-func (q *memQueue) Mark(_ context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
+// Sending does not signal changed: tests wait for outcomes, not for
+// attempts to begin.
+func (q *memQueue) Sending(_ context.Context, id int64, now time.Time) error {
 	q.mu.Lock()
-	for _, id := range sending {
-		if m := q.items[id-1]; m.state == "pending" {
-			m.state, m.SendingSince = "sending", now
+	defer q.mu.Unlock()
+	m := q.items[id-1]
+	if m.state != "pending" {
+		return fmt.Errorf("item %d is %s, not queued", id, m.state)
+	}
+	m.state, m.SendingSince = "sending", now
+	return nil
+}
+
+func (q *memQueue) Sent(_ context.Context, id int64, _ time.Time) (err error) {
+	q.update(id, func(m *memItem) {
+		if m.state == "pending" || m.state == "sending" {
+			m.state = "sent"
 		} else {
-			refused = append(refused, id)
+			err = fmt.Errorf("item %d is %s, neither queued nor in flight", id, m.state)
 		}
-	}
-	q.mu.Unlock()
-	for _, id := range sent {
-		q.update(id, func(m *memItem) {
-			if m.state == "pending" || m.state == "sending" {
-				m.state = "sent"
-			} else {
-				refused = append(refused, id)
-			}
-		})
-	}
-	return refused, nil
+	})
+	return err
 }
 
 func (q *memQueue) InFlight(context.Context) ([]Item, error) {
@@ -518,7 +519,7 @@ func TestWorkerSettlesInFlightBySentCopy(t *testing.T) {
 	// The crashed process had begun both; the server took the first (with
 	// its copy) and the crash came before that was recorded.
 	for _, it := range []*memItem{taken, lost} {
-		if refused, err := e.q.Mark(ctx, []int64{it.ID}, nil, e.clock.Now()); err != nil || len(refused) > 0 {
+		if err := e.q.Sending(ctx, it.ID, e.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -571,7 +572,9 @@ func TestWorkerWithoutCopiesSendsInFlightAgain(t *testing.T) {
 	ctx := context.Background()
 	e := newWorkerEnv(t)
 	it := e.enqueue(t, "again@example.test", "a@example.net")
-	e.q.Mark(ctx, []int64{it.ID}, nil, e.clock.Now())
+	if err := e.q.Sending(ctx, it.ID, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.w.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -131,12 +131,31 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 	return out, rows.Err()
 }
 
-// OutboxMark records in one transaction that attempts begin for the mails
-// in sending — before the first byte of each goes to the SMTP server: from
-// then until its outcome is recorded a mail may be delivered without our
-// knowing (see InFlightOutbox) — and that the mails in sent were
-// delivered. refused lists the mails left alone: in sending, those no
-// longer queued; in sent, those neither queued nor sending.
+// OutboxSending records that an attempt of one mail begins, before the
+// first byte goes to the SMTP server: from then until its outcome is
+// recorded the mail may be delivered without our knowing (see
+// InFlightOutbox). It fails with ErrNotFound, and records nothing, when
+// the mail is not queued.
+func (s *Store) OutboxSending(ctx context.Context, id int64, now time.Time) error {
+	err := s.tx(ctx, func(tx *writeTx) error {
+		res, err := tx.Exec(`UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("mail %d is not queued: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// OutboxSent records that one mail was delivered. It fails with
+// ErrNotFound, and records nothing, when the mail is neither queued nor
+// sending.
 //
 // A mail marked sent loses its bytes: the row keeps who sent what to whom
 // and when (the audit log keeps which documents it disclosed), the body
@@ -144,67 +163,33 @@ func (s *Store) outboxItems(ctx context.Context, what, where string, args ...any
 // copy is not needed to send it again, and the service's sent-copy folder
 // holds what went out. Each body belongs to one row: it carries the
 // row's Message-ID.
-func (s *Store) OutboxMark(ctx context.Context, sending, sent []int64, now time.Time) (refused []int64, err error) {
-	var files []string
-	err = s.tx(ctx, func(tx *writeTx) error {
-		refused, files = nil, nil
-		for _, id := range sending {
-			res, err := tx.Exec(`UPDATE outbox SET status = 'sending', sending_since = ? WHERE id = ? AND status = 'queued'`, ms(now), id)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				refused = append(refused, id)
-			}
+func (s *Store) OutboxSent(ctx context.Context, id int64, now time.Time) error {
+	var path string
+	err := s.tx(ctx, func(tx *writeTx) error {
+		path = ""
+		err := tx.QueryRow(`SELECT COALESCE(path, '') FROM outbox WHERE id = ? AND status IN ('queued', 'sending')`, id).Scan(&path)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mail %d is neither queued nor sending: %w", id, ErrNotFound)
 		}
-		for _, id := range sent {
-			var path string
-			err := tx.QueryRow(`SELECT COALESCE(path, '') FROM outbox WHERE id = ? AND status IN ('queued', 'sending')`, id).Scan(&path)
-			if errors.Is(err, sql.ErrNoRows) {
-				refused = append(refused, id)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(`UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1, path = NULL
-				WHERE id = ?`, ms(now), id); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(`DELETE FROM outbox_body WHERE outbox_id = ?`, id); err != nil {
-				return err
-			}
-			if path != "" {
-				files = append(files, path)
-			}
+		if err != nil {
+			return err
 		}
-		return nil
+		if _, err := tx.Exec(`UPDATE outbox SET status = 'sent', sent_at = ?, sending_since = NULL, attempts = attempts + 1, path = NULL
+			WHERE id = ?`, ms(now), id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`DELETE FROM outbox_body WHERE outbox_id = ?`, id)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox: %w", err)
+		return fmt.Errorf("outbox: %w", err)
 	}
-	// A file not removed now (a crash first, an I/O error) is named by no
-	// row any more: SweepFiles removes it.
-	s.removeFiles(files)
-	return refused, nil
-}
-
-// OutboxSending records that an attempt of one mail begins (OutboxMark).
-func (s *Store) OutboxSending(ctx context.Context, id int64, now time.Time) error {
-	return s.markOne(ctx, []int64{id}, nil, now)
-}
-
-// OutboxSent records that one mail was delivered (OutboxMark).
-func (s *Store) OutboxSent(ctx context.Context, id int64, now time.Time) error {
-	return s.markOne(ctx, nil, []int64{id}, now)
-}
-
-func (s *Store) markOne(ctx context.Context, sending, sent []int64, now time.Time) error {
-	refused, err := s.OutboxMark(ctx, sending, sent, now)
-	if err == nil && len(refused) > 0 {
-		err = fmt.Errorf("outbox: %w", ErrNotFound)
+	if path != "" {
+		// A file not removed now (a crash first, an I/O error) is named
+		// by no row any more: SweepFiles removes it.
+		s.removeFiles([]string{path})
 	}
-	return err
+	return nil
 }
 
 // OutboxRetry records a temporary failure and the next attempt.

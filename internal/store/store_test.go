@@ -334,9 +334,8 @@ func TestPutBody(t *testing.T) {
 	}
 }
 
-// Marks of several mails go in one transaction; a mark a mail is not in
-// the state for is refused without holding up the others.
-func TestOutboxMarkTogether(t *testing.T) {
+// A mark a mail is not in the state for is refused and changes nothing.
+func TestOutboxMarksRefused(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	for _, id := range []string{"<a@so>", "<b@so>", "<c@so>"} {
@@ -344,19 +343,32 @@ func TestOutboxMarkTogether(t *testing.T) {
 	}
 	due, _ := s.DueOutbox(ctx, t0, 10)
 	a, b, c := due[0].ID, due[1].ID, due[2].ID
-	if refused, err := s.OutboxMark(ctx, []int64{a, b}, nil, t0); err != nil || len(refused) != 0 {
-		t.Fatalf("mark a and b sending: refused %v, %v", refused, err)
+	for _, id := range []int64{a, b} {
+		if err := s.OutboxSending(ctx, id, t0); err != nil {
+			t.Fatalf("mark %d sending: %v", id, err)
+		}
 	}
-	refused, err := s.OutboxMark(ctx, []int64{a, c}, []int64{b}, t0.Add(time.Second))
-	if err != nil || len(refused) != 1 || refused[0] != a {
-		t.Fatalf("mark a (sending already) and c sending, b sent: refused %v, %v; want a refused", refused, err)
+	if err := s.OutboxSending(ctx, a, t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("mark a sending again: %v, want ErrNotFound", err)
+	}
+	if err := s.OutboxSending(ctx, c, t0.Add(time.Second)); err != nil {
+		t.Fatalf("mark c sending: %v", err)
+	}
+	if err := s.OutboxSent(ctx, b, t0.Add(time.Second)); err != nil {
+		t.Fatalf("mark b sent: %v", err)
+	}
+	if err := s.OutboxSent(ctx, b, t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("mark b sent again: %v, want ErrNotFound", err)
+	}
+	if err := s.OutboxSending(ctx, b, t0.Add(time.Second)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("mark b (sent) sending: %v, want ErrNotFound", err)
 	}
 	if st, _ := s.OutboxStats(ctx); st.Queued != 0 || st.Sending != 2 || st.Sent != 1 {
 		t.Errorf("after the marks: %+v, want 2 sending, 1 sent", st)
 	}
 	fl, _ := s.InFlightOutbox(ctx)
 	if len(fl) != 2 || !fl[0].SendingSince.Equal(t0) || !fl[1].SendingSince.Equal(t0.Add(time.Second)) {
-		t.Errorf("in flight %+v: a since t0, c a second later", fl)
+		t.Errorf("in flight %+v: a since t0 (not moved by the refused mark), c a second later", fl)
 	}
 }
 

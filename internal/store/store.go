@@ -250,9 +250,15 @@ func (s *Store) commitWaiting() {
 
 // txReq is one write waiting for its commit.
 type txReq struct {
-	ctx  context.Context
-	f    func(*writeTx) error
-	done chan error
+	ctx      context.Context
+	f        func(*writeTx) error
+	done     chan error
+	answered bool // by the goroutine that runs the group
+}
+
+func (r *txReq) answer(err error) {
+	r.answered = true
+	r.done <- err
 }
 
 // writePanic carries a panic of a write's f to the goroutine that asked
@@ -287,6 +293,22 @@ func (s *Store) commitGroup(group []*txReq) {
 		answer(group, fmt.Errorf("begin: %w", err))
 		return
 	}
+	inF := false // a write's f runs
+	defer func() {
+		if !inF {
+			return
+		}
+		// That f ended this goroutine (runtime.Goexit: t.Fatal in a
+		// test), which may be another write's: the transaction goes, and
+		// every write of the group not yet told fails rather than wait
+		// for ever.
+		tx.Rollback()
+		for _, r := range group {
+			if !r.answered {
+				r.answer(errors.New("not committed: a write of the same commit ended its goroutine"))
+			}
+		}
+	}()
 	w := &writeTx{tx: tx, s: s, ctx: ctx}
 	// A write alone needs no savepoint: its failure rolls back the
 	// transaction, and a transaction that is gone fails the commit.
@@ -294,17 +316,19 @@ func (s *Store) commitGroup(group []*txReq) {
 	var kept []*txReq
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- err
+			r.answer(err)
 			continue
 		}
+		inF = true
 		ferr, lost := w.run(r.f, !alone)
+		inF = false
 		if lost != nil {
 			tx.Rollback()
 			answer(kept, fmt.Errorf("rolled back with another write of the same commit: %w", lost))
 			if ferr == nil {
 				ferr = lost
 			}
-			r.done <- ferr
+			r.answer(ferr)
 			if rest := group[i+1:]; len(rest) > 0 {
 				s.qmu.Lock()
 				s.waiting = append(slices.Clone(rest), s.waiting...)
@@ -313,7 +337,7 @@ func (s *Store) commitGroup(group []*txReq) {
 			return
 		}
 		if ferr != nil {
-			r.done <- ferr
+			r.answer(ferr)
 			continue
 		}
 		kept = append(kept, r)
@@ -331,7 +355,7 @@ func (s *Store) commitGroup(group []*txReq) {
 
 func answer(rs []*txReq, err error) {
 	for _, r := range rs {
-		r.done <- err
+		r.answer(err)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,5 +290,62 @@ func TestTxGroupLostPurgeKeepsTheFiles(t *testing.T) {
 	docs, err := s.Documents(ctx, c.ID)
 	if err != nil || len(docs) != 1 || docs[0].Path != rel {
 		t.Errorf("documents after the lost purge: %+v, %v", docs, err)
+	}
+}
+
+// A write whose f ends its goroutine (runtime.Goexit, as t.Fatal does)
+// takes its group's transaction with it, and every other write of the
+// group is told so instead of waiting for ever; the store goes on.
+func TestTxGroupGoexit(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var returned [3]atomic.Bool
+	wrap := func(i int, f func() error) func() error {
+		return func() error {
+			err := f()
+			returned[i].Store(true)
+			return err
+		}
+	}
+	done := make(chan []error, 1)
+	go func() {
+		done <- queued(t, s,
+			wrap(0, addAlert(s, "before")),
+			wrap(1, func() error {
+				return s.tx(ctx, func(tx *writeTx) error {
+					if _, err := tx.Exec(`INSERT INTO alerts(at, reason) VALUES (1, 'exits')`); err != nil {
+						return err
+					}
+					runtime.Goexit()
+					return nil
+				})
+			}),
+			wrap(2, addAlert(s, "after")),
+		)
+	}()
+	var errs []error
+	select {
+	case errs = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the group's writes still wait 10 s after one ended its goroutine")
+	}
+	n := 0
+	for i, err := range errs {
+		if !returned[i].Load() {
+			continue // the goroutine that ran the group
+		}
+		n++
+		if err == nil || !strings.Contains(err.Error(), "not committed") {
+			t.Errorf("write %d returned %v, want not committed", i, err)
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d writes returned, want all but the one whose goroutine ran the group", n)
+	}
+	if got := alertReasons(t, s); len(got) != 0 {
+		t.Errorf("alerts after the group: %q, want none", got)
+	}
+	if err := s.AddAlert(ctx, 0, "next", time.Now()); err != nil {
+		t.Fatalf("the next write: %v", err)
 	}
 }

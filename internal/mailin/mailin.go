@@ -681,9 +681,11 @@ func (b *batch) commit(ctx context.Context, stored *imap.UIDSet) error {
 	in := b.in
 	for i, raw := range b.raws {
 		stored.AddNum(imap.UID(raw.UID))
+		// INTERNALDATE has whole seconds: the lag is logged as that, not
+		// to the millisecond it is not known to.
 		lag := in.opts.Now().Sub(raw.InternalDate)
 		in.log.Info("mail ingested", "uid", raw.UID, "size", raw.Size, "oversize", raw.Oversize,
-			"id", res[i].ID, "duplicate", res[i].Duplicate, "lag", lag.Round(time.Millisecond),
+			"id", res[i].ID, "duplicate", res[i].Duplicate, "lag", lag.Round(time.Second),
 			"took", time.Since(b.began[i]).Round(time.Millisecond))
 		if !res[i].Duplicate {
 			b.fresh++

@@ -226,7 +226,8 @@ type Step struct {
 type Steps struct {
 	// Intake: the original physician confirms the question and sends documents.
 	Intake Step `yaml:"intake"`
-	// Choice: the employee chooses from the proposal (see ChoiceDeadline).
+	// Choice: the employee chooses from the proposal. It escalates at
+	// ChoiceDeadline; an escalate_after, if given, must say the same.
 	Choice Step `yaml:"choice"`
 	// EmployerApproval: the employer approves the costs of a physician
 	// outside the pool.
@@ -322,7 +323,7 @@ func Default() *Config {
 			Holidays:        Holidays{LiberationDay: workdays.LiberationLustrum},
 			Steps: Steps{
 				Intake:             Step{wd(3), wd(5)},
-				Choice:             Step{hours(24), hours(48)},
+				Choice:             Step{ReminderAfter: hours(24)}, // escalates at ChoiceDeadline
 				EmployerApproval:   Step{wd(2), wd(5)},
 				EmployeeSignature:  Step{wd(2), wd(5)},
 				PhysicianSignature: Step{wd(2), wd(5)},
@@ -595,7 +596,15 @@ func (c *Config) Validate() []error {
 		if st.ReminderAfter.IsZero() {
 			bad(path+".reminder_after", "required")
 		}
-		if st.EscalateAfter.IsZero() {
+		switch {
+		case name == "choice":
+			// The deadline is the escalation: one setting, not two that
+			// could disagree. (The reminder is checked against it below.)
+			if e := st.EscalateAfter.Span; !st.EscalateAfter.IsZero() && (e.Workdays > 0 || e.Clock != p.ChoiceDeadline) {
+				bad(path+".escalate_after", "%s differs from policy.choice_deadline %v: the choice escalates at its deadline; set policy.choice_deadline instead", e, p.ChoiceDeadline)
+			}
+			continue
+		case st.EscalateAfter.IsZero():
 			bad(path+".escalate_after", "required")
 		}
 		r, e := st.ReminderAfter.Span, st.EscalateAfter.Span

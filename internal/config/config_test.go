@@ -165,6 +165,12 @@ func TestValidation(t *testing.T) {
 			[]string{"so.yaml:15: policy.authserv_id: required with strict_auth: the authserv-id your receiving server writes in Authentication-Results"}},
 		{"reminder after escalation", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  steps:\n    advice:\n      reminder_after: 10 workdays\n      escalate_after: 3 workdays\n",
 			[]string{"so.yaml:18: policy.steps.advice.reminder_after: 10 workdays must come before escalate_after 3 workdays"}},
+		{"choice escalation other than the deadline", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  steps:\n    choice:\n      escalate_after: 24h\n",
+			[]string{"so.yaml:18: policy.steps.choice.escalate_after: 24h0m0s differs from policy.choice_deadline 48h0m0s: the choice escalates at its deadline; set policy.choice_deadline instead"}},
+		{"choice escalation in working days", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  steps:\n    choice:\n      escalate_after: 2 workdays\n",
+			[]string{"so.yaml:18: policy.steps.choice.escalate_after: 2 workdays differs from policy.choice_deadline 48h0m0s: the choice escalates at its deadline; set policy.choice_deadline instead"}},
+		{"choice escalation at the deadline", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  choice_deadline: 36h\n  steps:\n    choice:\n      escalate_after: 36h\n", nil},
+		{"choice deadline alone", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  choice_deadline: 36h\n", nil},
 		{"bad span", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  steps:\n    advice:\n      reminder_after: 3 days\n",
 			[]string{`so.yaml:18: policy.steps.advice.reminder_after: span "3 days": want a positive duration like 48h or a count like 5 workdays`}},
 		{"bad office hours", "token_key_file: token.key\n", "token_key_file: token.key\npolicy:\n  office_hours: {start: \"18:00\", end: \"9:00\"}\n",
@@ -260,7 +266,8 @@ func TestStepsByName(t *testing.T) {
 	s := Default().Policy.Steps
 	for _, name := range StepNames {
 		st, ok := s.ByName(name)
-		if !ok || st.ReminderAfter.IsZero() || st.EscalateAfter.IsZero() {
+		// The choice escalates at policy.choice_deadline.
+		if !ok || st.ReminderAfter.IsZero() || st.EscalateAfter.IsZero() != (name == "choice") {
 			t.Errorf("ByName(%q) = %+v, %v", name, st, ok)
 		}
 	}

@@ -91,12 +91,8 @@ Unless http.listen is "", /healthz and /metrics are served there (default
 					_ = reloadRegistry(*cfgPath, w.Engine, logger)
 					// A key imported with 'keys import' counts at once: the
 					// cases that wait for it resume now, not at 06:00.
-					notes, err := w.Engine.CheckKeys(ctx)
-					if err != nil {
+					if _, err := w.Engine.CheckKeys(ctx); err != nil {
 						logger.Error("key check", "err", err)
-					}
-					for _, n := range notes {
-						logger.Info("key check", "note", n)
 					}
 				}
 			}()

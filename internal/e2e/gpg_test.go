@@ -287,5 +287,8 @@ func runExpiredKey(e *env) {
 	if !strings.Contains(strings.Join(notes, "\n"), "resumed") {
 		e.t.Errorf("the key check did not resume the case: %v", notes)
 	}
+	if log := e.log.String(); !strings.Contains(log, `level=INFO msg="key check" note="case `) || !strings.Contains(log, "resumed: a usable key for "+e.p.bakker) {
+		e.t.Errorf("the daemon's log does not say the case resumed:\n%s", tail(log, 12))
+	}
 	e.checkForward(e.next(e.p.bakker, "medische stukken"))
 }

@@ -232,12 +232,8 @@ func (e *Engine) Run(ctx context.Context, l Loops) error {
 		return fmt.Errorf("sweep schedule %q: %w", sweepSpec, err)
 	}
 	if _, err := c.AddFunc(keysSpec, func() {
-		notes, err := e.CheckKeys(context.WithoutCancel(ctx))
-		if err != nil {
+		if _, err := e.CheckKeys(context.WithoutCancel(ctx)); err != nil {
 			e.log.Error("key check", "err", err)
-		}
-		for _, n := range notes {
-			e.log.Warn("key check", "note", n)
 		}
 	}); err != nil {
 		return fmt.Errorf("key schedule %q: %w", keysSpec, err)

@@ -66,7 +66,8 @@ func (e *Engine) NextWake(ctx context.Context) (time.Time, bool, error) {
 
 // CheckKeys judges every registry physician's key now: a key that expires
 // within 30 days or is unusable is an alert; a case that waits for a key
-// that has become usable resumes.
+// that has become usable resumes. It logs each (a key as a warning, a
+// resumed case as information) and returns them as notes.
 func (e *Engine) CheckKeys(ctx context.Context) ([]string, error) {
 	now := e.Now()
 	var notes []string
@@ -84,6 +85,7 @@ func (e *Engine) CheckKeys(ctx context.Context) ([]string, error) {
 		}
 	}
 	for _, n := range notes {
+		e.log.Warn("key check", "note", n)
 		if err := e.o.Store.AddAlert(ctx, 0, n, now); err != nil {
 			return notes, err
 		}
@@ -105,7 +107,9 @@ func (e *Engine) CheckKeys(ctx context.Context) ([]string, error) {
 				!errors.Is(err, procedure.ErrUnexpected) {
 				return notes, err
 			}
-			notes = append(notes, fmt.Sprintf("case %s resumed: a usable key for %s is on file", c.Ref, addr))
+			n := fmt.Sprintf("case %s resumed: a usable key for %s is on file", c.Ref, addr)
+			e.log.Info("key check", "note", n)
+			notes = append(notes, n)
 		}
 	}
 	return notes, nil

@@ -6,8 +6,8 @@
 // holiday policy).
 //
 // Secrets (passwords, the token key, the service key passphrase) are never
-// in the file: only references to a file (mode 0600 or stricter) or an
-// environment variable. Relative paths are relative to the config file.
+// in the file: only references to a file (not readable by every user) or
+// an environment variable. Relative paths are relative to the config file.
 // Decoding is strict (an unknown field is an error) and validation collects
 // every problem with its place, e.g.
 //
@@ -645,7 +645,7 @@ func (c *Config) checkSecretRef(bad func(path, format string, args ...any), pref
 	case file != "" && env != "":
 		bad(prefix+"_file", "give %s_file or %s_env, not both", prefix, prefix)
 	case file == "" && env == "" && required:
-		bad(prefix+"_file", "required: %s_file (a file with mode 0600) or %s_env (an environment variable); never the secret itself", prefix, prefix)
+		bad(prefix+"_file", "required: %s_file (a file not readable by every user: mode 0600, or 0640 with the daemon's group) or %s_env (an environment variable); never the secret itself", prefix, prefix)
 	case env != "" && !envName.MatchString(env):
 		bad(prefix+"_env", "%q is not an environment variable name", env)
 	}

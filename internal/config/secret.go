@@ -55,7 +55,7 @@ func readSecretFile(file string) ([]byte, error) {
 		return nil, fmt.Errorf("secret file %s: not a regular file", file)
 	}
 	if st.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %#o; run chmod 600 %s", ErrSecretReadable, file, st.Mode().Perm(), file)
+		return nil, fmt.Errorf("%w: %s has mode %#o; run chmod o-rwx %s", ErrSecretReadable, file, st.Mode().Perm(), file)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

@@ -989,6 +989,13 @@ func (x *decision) deadline(in DeadlineReached) error {
 	}
 	c.Deadlines = slices.Delete(c.Deadlines, i, i+1)
 	if in.Step == StepRetention {
+		if until := c.ClosedAt.AddDate(x.retention(), 0, 0); x.now.Before(until) {
+			// policy.retention_years was raised after the case closed:
+			// the purge waits for the longer retention.
+			x.setDeadline(StepRetention, Expire, until)
+			x.audit("retention extended", fmt.Sprintf("retention now %d years: purge on %s", x.retention(), until.Format("2006-01-02")))
+			return nil
+		}
 		return x.purge()
 	}
 	switch in.Kind {

@@ -583,6 +583,42 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// A retention raised after a case closed moves its purge to the new end:
+// the deadline that fires at the old end neither purges the case nor stays
+// due.
+func TestRetentionRaisedAfterClosing(t *testing.T) {
+	r := newRun(t)
+	r.d.Policy.RetentionYears = 15
+	r.toFeedback(fullService)
+	r.do(Feedback{Physician: true})
+	closed := r.now
+	r.d.Policy.RetentionYears = 20
+	effs := r.fire(StepRetention, Expire)
+	if r.c.State != StateCompleted {
+		t.Fatalf("state %s after the old retention ended, want completed still", r.c.State)
+	}
+	d, ok := r.c.NextDeadline()
+	if !ok || d.Step != StepRetention || d.Kind != Expire || !d.Due.Equal(closed.AddDate(20, 0, 0)) {
+		t.Fatalf("retention deadline %+v, %v; want expiry 20 years after closing", d, ok)
+	}
+	var extended bool
+	for _, e := range effs {
+		switch e := e.(type) {
+		case PurgeData:
+			t.Error("purged at the old end of the retention")
+		case Audit:
+			extended = extended || e.Event == "retention extended"
+		}
+	}
+	if !extended {
+		t.Error("no audit entry for the extended retention")
+	}
+	r.fire(StepRetention, Expire)
+	if r.c.State != StatePurged {
+		t.Errorf("state %s after the new retention ended, want purged", r.c.State)
+	}
+}
+
 func TestDefaultRetentionIs20Years(t *testing.T) {
 	r := newRun(t)
 	r.do(Request{Employee: Person{Name: "J", Email: "j@x.example"}, Employer: &fullService, OriginalPhysician: &orig, Subject: SubjectUWV, Question: "?"})

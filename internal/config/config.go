@@ -146,7 +146,8 @@ type SMTP struct {
 	// CAFile is as IMAP.CAFile, for the SMTP server.
 	CAFile string `yaml:"ca_file"`
 	// AllowInsecure permits security plain to a host that is not loopback
-	// (a relay on a trusted network). Off by default.
+	// (a relay on a trusted network); with tls or starttls it is an error.
+	// Off by default.
 	AllowInsecure bool `yaml:"allow_insecure"`
 	// Username is optional (an unauthenticated local relay); with it one of
 	// PasswordFile and PasswordEnv is required.
@@ -498,6 +499,11 @@ func (c *Config) Validate() []error {
 		}
 		switch security {
 		case SecurityTLS, SecurityStartTLS:
+			if allowInsecure {
+				// The transport would fall back to plain text where the
+				// server offers no STARTTLS.
+				bad(prefix+".allow_insecure", "is for security plain; with %s, TLS is required to succeed", security)
+			}
 		case SecurityPlain:
 			if host != "" && !loopback.Host(host) && !allowInsecure {
 				if prefix == "smtp" {

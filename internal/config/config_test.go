@@ -155,6 +155,8 @@ func TestValidation(t *testing.T) {
 			[]string{`so.yaml:9: imap.security: plain (no TLS) only to a loopback host, not "imap.example.nl"`}},
 		{"plain imap on loopback is fine", "host: imap.example.nl", "host: 127.0.0.1\n  security: plain", nil},
 		{"plain smtp allowed by allow_insecure", "  host: smtp.example.nl\n", "  host: smtp.example.nl\n  security: plain\n  allow_insecure: true\n", nil},
+		{"allow_insecure with starttls", "  host: smtp.example.nl\n", "  host: smtp.example.nl\n  security: starttls\n  allow_insecure: true\n",
+			[]string{"so.yaml:13: smtp.allow_insecure: is for security plain; with starttls, TLS is required to succeed"}},
 		{"password both ways", "password_env: PW", "password_env: PW\n  password_file: pw",
 			[]string{"so.yaml:10: imap.password_file: give imap.password_file or imap.password_env, not both"}},
 		{"no password", "  password_env: PW\n", "",

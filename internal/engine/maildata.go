@@ -42,6 +42,12 @@ type MailData struct {
 	// Documents are the documents on the form (titles only in medical mail).
 	Documents []Doc
 
+	// ChoiceWithin is the employee's time to choose a physician
+	// (policy.choice_deadline); ConsultWorkdays the target for the consult
+	// in working days (policy.consult_workdays).
+	ChoiceWithin    time.Duration
+	ConsultWorkdays int
+
 	// AnswerBy is when an answer is expected (zero when none).
 	AnswerBy      time.Time
 	ConsultTarget time.Time

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -47,6 +48,8 @@ func (e *Engine) mailData(c *procedure.Case, m procedure.Mail, now time.Time) Ma
 		EarlierRequests:   c.EarlierRequests,
 		Payer:             string(c.Payer),
 		PayerReason:       c.PayerReason,
+		ChoiceWithin:      e.o.Policy.Steps[procedure.StepChoice].Escalate.Duration,
+		ConsultWorkdays:   e.o.Policy.ConsultWorkdays,
 		ConsultTarget:     c.ConsultTarget,
 		ConsultAt:         c.ConsultAt,
 		FeedbackAnswered:  c.FeedbackAnswered,
@@ -124,6 +127,14 @@ func funcs(lang string) template.FuncMap {
 		return k
 	}
 	return template.FuncMap{
+		// hours writes a duration in hours: 48, or 1,5 (nl) / 1.5 (en).
+		"hours": func(d time.Duration) string {
+			s := strconv.FormatFloat(d.Hours(), 'f', -1, 64)
+			if nl {
+				s = strings.Replace(s, ".", ",", 1)
+			}
+			return s
+		},
 		"date": func(t time.Time) string {
 			if t.IsZero() {
 				return ""

@@ -103,6 +103,8 @@ func tmplTestData(lang string, to procedure.Role) MailData {
 			{Title: "Probleemanalyse", Date: at("2026-02-10T00:00:00Z"), Short: "3f2a9c0d1e4b5a67", SHA256: strings.Repeat("3f2a9c0d1e4b5a67", 4)},
 			{Title: "Brief orthopeed", Date: at("2026-01-28T00:00:00Z"), Short: "9b8c7d6e5f4a3b2c", SHA256: strings.Repeat("9b8c7d6e5f4a3b2c", 4)},
 		},
+		ChoiceWithin:      48 * time.Hour,
+		ConsultWorkdays:   15,
 		AnswerBy:          at("2026-03-12T13:30:00Z"),
 		ConsultTarget:     at("2026-04-01T00:00:00Z"),
 		ConsultAt:         at("2026-03-24T13:30:00Z"),
@@ -235,6 +237,40 @@ func tmplTestRender(t *testing.T, lang, name string, data MailData) string {
 		t.Fatalf("execute %s/%s: %v", lang, name, err)
 	}
 	return buf.String()
+}
+
+// The terms the mails name are the configured ones (policy.choice_deadline,
+// policy.consult_workdays), not the defaults written into the texts.
+func TestTemplatesNameTheConfiguredTerms(t *testing.T) {
+	for _, tt := range []struct {
+		lang, name string
+		to         procedure.Role
+		want       []string
+	}{
+		{"nl", "proposal", procedure.RoleEmployee, []string{"Kies binnen 36 uur"}},
+		{"en", "proposal", procedure.RoleEmployee, []string{"choose within 36 hours"}},
+		{"nl", "acknowledgement", procedure.RoleEmployee, []string{"binnen 36 uur één", "10 werkdagen"}},
+		{"en", "acknowledgement", procedure.RoleEmployee, []string{"within 36 hours", "10 working days"}},
+		{"nl", "acknowledgement_employer", procedure.RoleEmployer, []string{"binnen 10 werkdagen"}},
+		{"en", "acknowledgement_employer", procedure.RoleEmployer, []string{"10 working days"}},
+		{"nl", "so_request", procedure.RoleSO, []string{"binnen 10 werkdagen"}},
+		{"en", "so_request", procedure.RoleSO, []string{"within 10 working days"}},
+	} {
+		d := tmplTestData(tt.lang, tt.to)
+		d.ChoiceWithin, d.ConsultWorkdays = 36*time.Hour, 10
+		out := tmplTestRender(t, tt.lang, tt.name, d)
+		for _, w := range tt.want {
+			if !strings.Contains(strings.Join(strings.Fields(out), " "), w) {
+				t.Errorf("%s/%s does not say %q:\n%s", tt.lang, tt.name, w, out)
+			}
+		}
+		if strings.Contains(out, "48") || strings.Contains(out, "15 w") {
+			t.Errorf("%s/%s still names a default term:\n%s", tt.lang, tt.name, out)
+		}
+	}
+	if got := funcs("nl")["hours"].(func(time.Duration) string)(90 * time.Minute); got != "1,5" {
+		t.Errorf("hours(90m) in Dutch = %q, want 1,5", got)
+	}
 }
 
 func TestTemplatesComplete(t *testing.T) {

@@ -1039,7 +1039,7 @@ func (x *decision) escalate(step Step) error {
 			return nil
 		}
 	case StepChoice:
-		x.alert("the employee did not choose a physician within 48 hours")
+		x.alert("the employee did not choose a physician within " + x.timing(StepChoice).Escalate.String())
 		x.again(step)
 		return nil
 	case StepConsult:

@@ -1,6 +1,9 @@
 package procedure
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Step is a waiting step that has its own deadline, reminder and escalation.
 type Step string
@@ -8,7 +11,7 @@ type Step string
 const (
 	StepRequest       Step = "request"           // missing request fields
 	StepIntake        Step = "intake"            // original physician: question and documents
-	StepChoice        Step = "choice"            // employee chooses within 48 hours
+	StepChoice        Step = "choice"            // employee chooses (within 48 hours by default)
 	StepApproval      Step = "employer_approval" // employer approves costs outside the pool
 	StepEmployeeSign  Step = "employee_signature"
 	StepPhysicianSign Step = "physician_signature"
@@ -38,6 +41,14 @@ const (
 type Span struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	Workdays int           `json:"workdays,omitempty"`
+}
+
+// String writes the span as "48 hours" or "5 working days".
+func (s Span) String() string {
+	if s.Workdays > 0 {
+		return strconv.Itoa(s.Workdays) + " working days"
+	}
+	return strconv.FormatFloat(s.Duration.Hours(), 'f', -1, 64) + " hours"
 }
 
 // Hours is a clock-time span.

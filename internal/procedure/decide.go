@@ -1219,6 +1219,15 @@ func (x *decision) close(s State, outcome string) {
 	x.clearAll()
 	x.closeQuestions("")
 	c.WaitingKey = ""
+	if s != StateCompleted {
+		// A case that ends otherwise (withdrawn: "from now on we share
+		// nothing") sends no medical mail it withheld for want of a key.
+		// A completed case still owes the advice it was consented to.
+		for _, w := range c.Withheld {
+			x.audit("withheld mail dropped", fmt.Sprintf("%s for %s: the case closed as %s", w.Template, w.To, s))
+		}
+		c.Withheld = nil
+	}
 	c.State = s
 	c.Outcome = outcome
 	c.ClosedAt = x.now

@@ -700,6 +700,32 @@ func TestWithheldIntakeWaitsForTheKey(t *testing.T) {
 	}
 }
 
+// A withdrawal ends all sharing: medical mail withheld for want of a key
+// is dropped, not sent when the key comes.
+func TestWithdrawalDropsWithheldMail(t *testing.T) {
+	r := newRun(t)
+	effs := r.do(Request{From: RoleEmployee, Employee: Person{Name: "Jan", Email: "jan@mail.example"}, Employer: &fullService,
+		OriginalPhysician: &orig, Subject: SubjectVerzuim, Question: "Mag ik mijn eigen werk doen?"})
+	intake := mailsTo(effs, RolePhysician)[0]
+	r.do(KeyMissing{Mail: intake, Reason: "no key on file"})
+	effs = r.do(Withdraw{By: RoleEmployee})
+	if r.c.State != StateWithdrawn || len(r.c.Withheld) != 0 {
+		t.Fatalf("state %s, %d mails still withheld", r.c.State, len(r.c.Withheld))
+	}
+	var dropped bool
+	for _, e := range effs {
+		if a, ok := e.(Audit); ok && a.Event == "withheld mail dropped" {
+			dropped = true
+		}
+	}
+	if !dropped {
+		t.Error("no audit entry for the dropped mail")
+	}
+	if err := r.try(KeyAvailable{Email: orig.Email}); !errors.Is(err, ErrUnexpected) {
+		t.Errorf("key after the withdrawal: %v, want nothing to send", err)
+	}
+}
+
 func TestResentMailKeepsItsOpenQuestion(t *testing.T) {
 	r := newRun(t)
 	effs := r.do(Request{From: RoleEmployee, Employee: Person{Name: "Jan", Email: "jan@mail.example"}, Employer: &fullService,

@@ -575,7 +575,7 @@ func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document
 		a := message.ParseAnswer(message.KindYesNo, reply, qc)
 		switch q.Step {
 		case procedure.StepEmployeeSign:
-			if a.Kind == message.KindUnclear && len(m.Attachments) > 0 {
+			if a.Kind == message.KindUnclear && hasScan(m.Attachments) {
 				return procedure.Signature{Role: procedure.RoleEmployee, Agreed: true, Via: "signed scan"}, nil
 			}
 			if a.Kind == message.KindUnclear {
@@ -683,4 +683,19 @@ func normName(s string) string {
 // rather than sitting in quarantine with no alert and no audit entry.
 func (e *Engine) quarantine(ctx context.Context, in store.Inbound, reason string) error {
 	return e.o.Store.Quarantine(ctx, in.ID, reason, e.Now())
+}
+
+// hasScan reports whether the mail carries what can be the signed form: a
+// PDF or an image the sender attached. A logo in a mail signature (a
+// resource of the HTML body) or any other file is not a signature.
+func hasScan(atts []message.Attachment) bool {
+	for _, a := range atts {
+		if a.Related {
+			continue
+		}
+		if a.ContentType == "application/pdf" || strings.HasPrefix(a.ContentType, "image/") {
+			return true
+		}
+	}
+	return false
 }

@@ -103,6 +103,10 @@ type Attachment struct {
 	ContentType string `json:"content_type"`
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"` // hex
+	// Related is true for a part of a multipart/related: a resource of
+	// an HTML body, such as the logo in a mail signature, not a file the
+	// sender attached.
+	Related bool `json:"related,omitempty"`
 }
 
 // Bounce is what a delivery report says failed (RFC 3464).
@@ -240,6 +244,7 @@ type parser struct {
 	parts     int
 	textBytes int64
 	inReport  int // depth of enclosing multipart/report parts
+	inRelated int // depth of enclosing multipart/related parts
 	dsn       []byte
 }
 
@@ -502,6 +507,10 @@ func (p *parser) multipart(e *gomessage.Entity, mt string, params map[string]str
 		p.inReport++
 		defer func() { p.inReport-- }()
 	}
+	if sub == "related" {
+		p.inRelated++
+		defer func() { p.inRelated-- }()
+	}
 	if params["boundary"] == "" {
 		p.problem("multipart without boundary")
 		_, err := io.Copy(io.Discard, e.Body)
@@ -645,7 +654,7 @@ func (c *countingHash) Read(b []byte) (int, error) {
 }
 
 func (p *parser) attachment(e *gomessage.Entity, name, mt string) error {
-	a := &Attachment{Name: name, ContentType: mt}
+	a := &Attachment{Name: name, ContentType: mt, Related: p.inRelated > 0}
 	c := &countingHash{r: e.Body, h: sha256.New()}
 	if p.opts.OnAttachment != nil {
 		if err := p.opts.OnAttachment(a, c); err != nil {

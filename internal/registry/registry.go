@@ -72,7 +72,7 @@ type Physician struct {
 	Pool       bool     `yaml:"pool"`       // member of the LPBSO pool
 	BIG        string   `yaml:"big"`        // optional BIG register number (11 digits)
 	Languages  []string `yaml:"languages"`  // nl and/or en; default [nl]
-	KeyFile    string   `yaml:"key_file"`   // OpenPGP public key, relative to the keys dir; default public/<email>.asc
+	KeyFile    string   `yaml:"key_file"`   // OpenPGP public key, relative to the keys dir: public/<email>.asc, the only file the daemon reads
 	Roles      []string `yaml:"roles"`      // original and/or second_opinion; default both
 }
 
@@ -220,8 +220,11 @@ func (r *Registry) validate(doc *yamldoc.Doc) []error {
 				bad(fmt.Sprintf("%s.languages[%d]", p, j), "unknown language %q: want nl or en", l)
 			}
 		}
-		if k := ph.KeyFile; k != "" && (path.IsAbs(k) || strings.HasPrefix(k, "/") || strings.HasPrefix(path.Clean(k), "..")) {
-			bad(p+".key_file", "%q must be relative to the keys directory and stay inside it", k)
+		// The daemon finds a key by its address (pgpmime.Keyring), where
+		// 'keys import' puts it; another file would be read by check-config
+		// alone, and medical mail would go to the key at the address's path.
+		if want := "public/" + strings.ToLower(ph.Email) + ".asc"; ph.Email != "" && ph.KeyFile != "" && path.Clean(ph.KeyFile) != want {
+			bad(p+".key_file", "%q: the daemon reads this physician's key from %s in the keys directory (where 'keys import' puts it); key_file can only name that file", ph.KeyFile, want)
 		}
 		for j, role := range ph.Roles {
 			if role != RoleOriginal && role != RoleSecondOpinion {

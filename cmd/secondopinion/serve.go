@@ -26,8 +26,9 @@ var cmdServe = &command{
 	args:    "--config FILE",
 	summary: "run the daemon: ingest mail, decide, remind, deliver",
 	help: `Runs until SIGTERM or SIGINT, which finish the current step and stop cleanly.
-SIGHUP reloads the registry (a registry with errors is refused and the old one
-stays) and checks the keys, so cases waiting for a newly imported key resume.
+SIGHUP reloads the registry (a registry or configuration file with errors is
+refused and the old one stays; other configuration changes need a restart) and
+checks the keys, so cases waiting for a newly imported key resume.
 Unless http.listen is "", /healthz and /metrics are served there (default
 127.0.0.1:9464); see docs/OPERATIONS.md.`,
 	setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {

@@ -87,7 +87,9 @@ type Service struct {
 	Provider string `yaml:"provider"`
 	// Language is the default language of mail: nl (default) or en.
 	Language string `yaml:"language"`
-	// Backoffice receives notices: escalations, quarantine, alerts. Required.
+	// Backoffice receives the alerts of cases by mail (escalations, a
+	// missing key); quarantine and other alerts are in 'alerts' and
+	// /metrics. Required.
 	Backoffice string `yaml:"backoffice"`
 }
 

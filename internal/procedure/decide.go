@@ -989,7 +989,7 @@ func (x *decision) deadline(in DeadlineReached) error {
 	}
 	c.Deadlines = slices.Delete(c.Deadlines, i, i+1)
 	if in.Step == StepRetention {
-		if until := c.ClosedAt.AddDate(x.retention(), 0, 0); x.now.Before(until) {
+		if until := x.retentionEnd(); x.now.Before(until) {
 			// policy.retention_years was raised after the case closed:
 			// the purge waits for the longer retention.
 			x.setDeadline(StepRetention, Expire, until)
@@ -1063,7 +1063,7 @@ func (x *decision) purge() error {
 	if !c.State.Final() || c.State == StatePurged {
 		return fmt.Errorf("purge: %w (%s)", ErrUnexpected, c.State)
 	}
-	until := c.ClosedAt.AddDate(x.retention(), 0, 0)
+	until := x.retentionEnd()
 	if x.now.Before(until) {
 		return fmt.Errorf("purge: %w (retention until %s)", ErrUnexpected, until.Format("2006-01-02"))
 	}
@@ -1232,7 +1232,13 @@ func (x *decision) close(s State, outcome string) {
 	c.Outcome = outcome
 	c.ClosedAt = x.now
 	x.audit("closed", fmt.Sprintf("%s: %s", s, outcome))
-	x.setDeadline(StepRetention, Expire, x.now.AddDate(x.retention(), 0, 0))
+	x.setDeadline(StepRetention, Expire, x.retentionEnd())
+}
+
+// retentionEnd is when a closed case's retention ends, under the current
+// policy.
+func (x *decision) retentionEnd() time.Time {
+	return x.c.ClosedAt.AddDate(x.retention(), 0, 0)
 }
 
 func shas(docs []Document) []string {

@@ -76,6 +76,10 @@ type Physician struct {
 	Roles      []string `yaml:"roles"`      // original and/or second_opinion; default both
 }
 
+// keyFileOf is where, relative to the keys dir, the daemon reads the key of
+// the physician with address email (pgpmime.Keyring.PathFor).
+func keyFileOf(email string) string { return "public/" + strings.ToLower(email) + ".asc" }
+
 // HasRole reports whether p may act in role (RoleOriginal, RoleSecondOpinion).
 func (p Physician) HasRole(role string) bool {
 	if len(p.Roles) == 0 {
@@ -151,7 +155,7 @@ func (r *Registry) applyDefaults() {
 			p.Languages = []string{"nl"}
 		}
 		if p.KeyFile == "" && p.Email != "" {
-			p.KeyFile = "public/" + strings.ToLower(p.Email) + ".asc"
+			p.KeyFile = keyFileOf(p.Email)
 		}
 	}
 	for i := range r.Employers {
@@ -223,7 +227,7 @@ func (r *Registry) validate(doc *yamldoc.Doc) []error {
 		// The daemon finds a key by its address (pgpmime.Keyring), where
 		// 'keys import' puts it; another file would be read by check-config
 		// alone, and medical mail would go to the key at the address's path.
-		if want := "public/" + strings.ToLower(ph.Email) + ".asc"; ph.Email != "" && ph.KeyFile != "" && path.Clean(ph.KeyFile) != want {
+		if want := keyFileOf(ph.Email); ph.Email != "" && ph.KeyFile != "" && path.Clean(ph.KeyFile) != want {
 			bad(p+".key_file", "%q: the daemon reads this physician's key from %s in the keys directory (where 'keys import' puts it); key_file can only name that file", ph.KeyFile, want)
 		}
 		for j, role := range ph.Roles {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -77,6 +79,36 @@ func TestBase64LikeGoMessage(t *testing.T) {
 	}
 	if _, got, _, _ := decodeBoth(body, 0); !bytes.Equal(got, file) {
 		t.Error("the file does not come back")
+	}
+}
+
+// Long bodies with a fault here and there, where the vector decoder runs:
+// ours decodes what go-message decodes, and refuses what it refuses. The
+// fuzzer's own inputs are mostly too short to reach that code.
+func TestBase64FaultsInLongBodies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	faults := []string{"*", "=", "==", "\r", " ", "\t", "\r\n\r\n", "\x00", "Ä", "-", "_"}
+	for i := range 3000 {
+		file := make([]byte, rng.IntN(4000))
+		for j := range file {
+			file[j] = byte(rng.Uint32())
+		}
+		enc := []byte(base64.StdEncoding.EncodeToString(file))
+		line := 4 * (1 + rng.IntN(40))
+		var body []byte
+		for j := 0; j < len(enc); j += line {
+			body = append(body, enc[j:min(j+line, len(enc))]...)
+			body = append(body, "\r\n"[rng.IntN(2):]...)
+		}
+		for range rng.IntN(3) {
+			at := rng.IntN(len(body) + 1)
+			body = slices.Insert(body, at, []byte(faults[rng.IntN(len(faults))])...)
+		}
+		piece := []int{0, 1, 3, 77, 4096}[i%5]
+		want, got, wantErr, gotErr := decodeBoth(body, piece)
+		if (wantErr == nil) != (gotErr == nil) || wantErr == nil && !bytes.Equal(want, got) {
+			t.Fatalf("body %q (pieces of %d): go-message %d bytes, %v; ours %d bytes, %v", body, piece, len(want), wantErr, len(got), gotErr)
+		}
 	}
 }
 

@@ -1,27 +1,32 @@
 package pgpmime
 
 import (
-	"encoding/base64"
 	"io"
+
+	"github.com/segmentio/asm/base64"
 )
 
 // base64Lines encodes to base64 in lines of a fixed length with CRLF line
 // ends, in large batches: the line-wrapping writers of the libraries write
 // a few bytes at a time, which cost more than the encryption of a large
-// attachment.
+// attachment. A batch of lines is encoded in one call, with AVX2 where the
+// processor has it, and then cut into lines: encoding line by line would
+// leave most of each line to the scalar code.
 type base64Lines struct {
 	w         io.Writer
 	lineBytes int // input bytes per line: 48 for armor, 57 for MIME
 	pending   []byte
-	buf       []byte
+	enc       []byte // a batch encoded in one piece
+	buf       []byte // the batch in lines
 	err       error
 }
 
 const base64Batch = 512 // lines encoded per write
 
 func newBase64Lines(w io.Writer, lineBytes int) *base64Lines {
+	chars := lineBytes / 3 * 4
 	return &base64Lines{w: w, lineBytes: lineBytes, pending: make([]byte, 0, lineBytes),
-		buf: make([]byte, 0, base64Batch*(lineBytes*4/3+2))}
+		enc: make([]byte, base64Batch*chars), buf: make([]byte, 0, base64Batch*(chars+2))}
 }
 
 func (l *base64Lines) Write(p []byte) (int, error) {
@@ -42,11 +47,16 @@ func (l *base64Lines) Write(p []byte) (int, error) {
 			return 0, l.err
 		}
 	}
+	chars := l.lineBytes / 3 * 4
 	for len(p) >= l.lineBytes {
+		k := min(len(p)/l.lineBytes, base64Batch) * l.lineBytes
+		enc := l.enc[:k/3*4]
+		base64.StdEncoding.Encode(enc, p[:k])
+		p = p[k:]
 		l.buf = l.buf[:0]
-		for i := 0; i < base64Batch && len(p) >= l.lineBytes; i++ {
-			l.buf = appendLine(l.buf, p[:l.lineBytes])
-			p = p[l.lineBytes:]
+		for ; len(enc) > 0; enc = enc[chars:] {
+			l.buf = append(l.buf, enc[:chars]...)
+			l.buf = append(l.buf, '\r', '\n')
 		}
 		if !l.flush() {
 			return 0, l.err
@@ -71,7 +81,9 @@ func (l *base64Lines) Close() error {
 }
 
 func appendLine(dst, src []byte) []byte {
-	dst = base64.StdEncoding.AppendEncode(dst, src)
+	n := len(dst)
+	dst = append(dst, make([]byte, base64.StdEncoding.EncodedLen(len(src)))...)
+	base64.StdEncoding.Encode(dst[n:], src)
 	return append(dst, '\r', '\n')
 }
 

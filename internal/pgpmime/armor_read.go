@@ -3,10 +3,11 @@ package pgpmime
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/segmentio/asm/base64"
 )
 
 // armorReader decodes the body of one ASCII-armored block in large batches

@@ -16,6 +16,7 @@ import (
 	"secondopinion/internal/message"
 	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/procedure"
+	"secondopinion/internal/registry"
 	"secondopinion/internal/store"
 	"secondopinion/internal/token"
 )
@@ -564,9 +565,9 @@ func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document
 			return unclear(a.Why), nil
 		}
 		if a.OtherName != "" {
-			p, ok := e.physicianByName(a.OtherName)
+			p, ok := e.physicianByName(a.OtherName, registry.RoleSecondOpinion)
 			if !ok {
-				return unclear(fmt.Sprintf("named physician %q is not in the registry", a.OtherName)), nil
+				return unclear(fmt.Sprintf("named physician %q is not a second-opinion physician in the registry", a.OtherName)), nil
 			}
 			return procedure.Choice{Other: &p}, nil
 		}
@@ -652,12 +653,17 @@ func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document
 	return nil, quarantined("case %s: no reader for a %s answer", c.Ref, q.Kind)
 }
 
-// physicianByName finds a registry physician the employee named.
-func (e *Engine) physicianByName(name string) (procedure.Physician, bool) {
+// physicianByName finds the registry physician in role (registry.Role…)
+// whom an employee named: the only one whose name is, or contains, the
+// given name.
+func (e *Engine) physicianByName(name, role string) (procedure.Physician, bool) {
 	reg := e.Registry()
 	n := normName(name)
 	var found []procedure.Physician
 	for _, p := range reg.Physicians {
+		if !p.HasRole(role) {
+			continue
+		}
 		pn := normName(p.Name)
 		if pn == n || strings.Contains(pn, n) && len(n) >= 4 {
 			found = append(found, physician(p))

@@ -8,6 +8,7 @@ import (
 
 	"secondopinion/internal/message"
 	"secondopinion/internal/procedure"
+	"secondopinion/internal/registry"
 	"secondopinion/internal/store"
 )
 
@@ -117,7 +118,7 @@ func (e *Engine) parseRequest(m *message.Message, role procedure.Role) (procedur
 				pp := physician(p)
 				req.OriginalPhysician = &pp
 			}
-		} else if p, ok := e.physicianByName(b); ok {
+		} else if p, ok := e.physicianByName(b, registry.RoleOriginal); ok {
 			req.OriginalPhysician = &p
 		}
 	}

@@ -138,7 +138,13 @@ func tmplTestVariants(name string) []tmplTestVariant {
 	one := func(to procedure.Role) []tmplTestVariant { return []tmplTestVariant{{label: string(to), to: to}} }
 	roles := []procedure.Role{procedure.RoleEmployee, procedure.RolePhysician, procedure.RoleSO, procedure.RoleEmployer}
 	switch name {
-	case "proposal", "choice_not_independent":
+	case "choice_not_independent":
+		var vs []tmplTestVariant
+		for _, r := range []string{"same_arbodienst", "original", "declined"} {
+			vs = append(vs, tmplTestVariant{label: r, to: procedure.RoleEmployee, edit: func(d *MailData) { d.Data["reason"] = r }})
+		}
+		return vs
+	case "proposal":
 		return []tmplTestVariant{
 			{label: "two", to: procedure.RoleEmployee},
 			{label: "one", to: procedure.RoleEmployee, edit: func(d *MailData) { d.Proposed = d.Proposed[:1]; d.Backup = nil }},
@@ -237,6 +243,29 @@ func tmplTestRender(t *testing.T, lang, name string, data MailData) string {
 		t.Fatalf("execute %s/%s: %v", lang, name, err)
 	}
 	return buf.String()
+}
+
+// A named physician who is refused is refused for what is true of them:
+// the employee's own physician, a colleague of that physician, or a
+// physician who declined the case.
+func TestChoiceRefusalGivesItsReason(t *testing.T) {
+	for _, tt := range []struct {
+		lang, reason, want, not string
+	}{
+		{"nl", "same_arbodienst", "dezelfde arbodienst", "heeft laten weten"},
+		{"nl", "original", "Dat is uw eigen bedrijfsarts", "dezelfde arbodienst"},
+		{"nl", "declined", "Subject: Kies opnieuw: deze arts kan uw second opinion niet doen", "onafhankelijk"},
+		{"en", "same_arbodienst", "the same occupational health service", "let us know"},
+		{"en", "original", "That is your own occupational physician", "the same occupational health service"},
+		{"en", "declined", "Subject: Please choose again: this physician cannot give your second opinion", "not independent"},
+	} {
+		d := tmplTestData(tt.lang, procedure.RoleEmployee)
+		d.Data["reason"] = tt.reason
+		out := tmplTestRender(t, tt.lang, "choice_not_independent", d)
+		if !strings.Contains(out, tt.want) || strings.Contains(out, tt.not) {
+			t.Errorf("%s, %s: want %q and not %q in\n%s", tt.lang, tt.reason, tt.want, tt.not, out)
+		}
+	}
 }
 
 // The terms the mails name are the configured ones (policy.choice_deadline,

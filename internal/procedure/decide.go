@@ -379,13 +379,26 @@ func (x *decision) addDocuments(docs []Document) {
 // Independent reports whether p may give the second opinion on c: another
 // arbodienst than the original physician's (Arbobesluit art. 2.14d).
 func Independent(c *Case, p Physician) error {
-	if strings.EqualFold(p.Email, c.OriginalPhysician.Email) || p.ID != "" && p.ID == c.OriginalPhysician.ID {
+	switch dependence(c, p) {
+	case "original":
 		return fmt.Errorf("%s is the original physician", p.Name)
-	}
-	if p.Arbodienst != "" && p.Arbodienst == c.OriginalPhysician.Arbodienst {
+	case "same_arbodienst":
 		return fmt.Errorf("%s works for the same arbodienst (%s) as the original physician; the second-opinion physician must be independent (Arbobesluit art. 2.14d)", p.Name, p.Arbodienst)
 	}
 	return nil
+}
+
+// dependence says why p is not independent of the original physician of
+// c: "original" (p is that physician) or "same_arbodienst"; "" when p is
+// independent.
+func dependence(c *Case, p Physician) string {
+	if strings.EqualFold(p.Email, c.OriginalPhysician.Email) || p.ID != "" && p.ID == c.OriginalPhysician.ID {
+		return "original"
+	}
+	if p.Arbodienst != "" && p.Arbodienst == c.OriginalPhysician.Arbodienst {
+		return "same_arbodienst"
+	}
+	return ""
 }
 
 // SelectCandidates picks up to max independent physicians for a proposal:
@@ -508,11 +521,17 @@ func (x *decision) choice(in Choice) error {
 	var chosen Physician
 	switch {
 	case in.Other != nil:
-		if err := Independent(c, *in.Other); err != nil {
+		why, reason := dependence(c, *in.Other), ""
+		if why != "" {
+			reason = Independent(c, *in.Other).Error()
+		} else if slices.ContainsFunc(c.Declined, func(e string) bool { return strings.EqualFold(e, in.Other.Email) }) {
+			why, reason = "declined", in.Other.Name+" declined this case"
+		}
+		if why != "" {
 			// A valid answer, refused with its reason: ask again.
-			x.audit("choice refused", err.Error())
+			x.audit("choice refused", reason)
 			x.askMail(RoleEmployee, KindChoice, StepChoice, Mail{Template: "choice_not_independent",
-				Data: map[string]string{"name": in.Other.Name, "reason": "same_arbodienst"}})
+				Data: map[string]string{"name": in.Other.Name, "reason": why}})
 			return nil
 		}
 		chosen = *in.Other

@@ -175,8 +175,35 @@ func TestEmployeeNamesAPhysician(t *testing.T) {
 			t.Fatalf("state %s chosen %v", r.c.State, r.c.Chosen)
 		}
 		m := mailsTo(effs, RoleEmployee)
-		if len(m) != 1 || m[0].Template != "choice_not_independent" || m[0].Question == 0 {
+		if len(m) != 1 || m[0].Template != "choice_not_independent" || m[0].Question == 0 || m[0].Data["reason"] != "same_arbodienst" {
 			t.Errorf("mails %v", templates(effs))
+		}
+	})
+	// The employee is told what is true of the physician they named.
+	t.Run("the original physician is refused as such", func(t *testing.T) {
+		r := newRun(t)
+		r.toChoosing(fullService)
+		effs := r.do(Choice{Other: &orig})
+		m := mailsTo(effs, RoleEmployee)
+		if r.c.Chosen != nil || len(m) != 1 || m[0].Template != "choice_not_independent" || m[0].Data["reason"] != "original" {
+			t.Errorf("chosen %v, mails %v", r.c.Chosen, m)
+		}
+	})
+	t.Run("a physician who declined the case is refused", func(t *testing.T) {
+		r := newRun(t)
+		r.toAccepting(fullService)
+		r.do(Acceptance{Accept: false})
+		r.do(Acceptance{Accept: false})
+		r.do(Propose{Physicians: []Physician{outside}})
+		named := so1
+		named.Email = strings.ToUpper(named.Email)
+		effs := r.do(Choice{Other: &named})
+		m := mailsTo(effs, RoleEmployee)
+		if r.c.Chosen != nil || r.c.State != StateChoosing || len(m) != 1 || m[0].Template != "choice_not_independent" || m[0].Data["reason"] != "declined" {
+			t.Errorf("state %s chosen %v, mails %v", r.c.State, r.c.Chosen, m)
+		}
+		if len(mailsTo(effs, RoleSO)) != 0 {
+			t.Error("the physician who declined was asked again")
 		}
 	})
 	t.Run("outside the pool asks the employer", func(t *testing.T) {

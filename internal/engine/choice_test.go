@@ -30,3 +30,22 @@ func TestEmployeeNamesAPhysicianByRole(t *testing.T) {
 		t.Errorf("follow-up %q is not about the case", again.Msg.Subject)
 	}
 }
+
+// An employee who takes the request back in a new mail, not a reply to
+// ours, opens no second case: the mail is kept for the backoffice, and the
+// open case goes on as it was (a From without a reply token cannot change
+// a case).
+func TestWithdrawalWithoutReferenceOpensNoCase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.openIntake()
+	for _, tt := range []struct{ subject, text, word string }{
+		{"Second opinion", "Beste,\n\nIk trek mijn aanvraag voor een second opinion in. Het is opgelost met mijn bedrijfsarts.\n\nŞahin", "trek mijn aanvraag"},
+		{"Intrekken second opinion", "Ik wil toch geen second opinion meer.", "intrekken"},
+		{"Second opinion request", "I withdraw my request for a second opinion.", "withdraw"},
+	} {
+		before := e.snapshot()
+		in := e.deliver(e.plain("Şahin Yılmaz", rig.AddrEmployee, e.info.Address(), tt.subject, tt.text, ""))
+		e.quarantinedWith(before, in, "withdrawal", tt.word)
+	}
+}

@@ -19,6 +19,11 @@ var fieldRE = regexp.MustCompile(`(?im)^[ \t>*-]*(naam werknemer|naam|name|e-?ma
 
 var requestWords = regexp.MustCompile(`(?i)second[ -]?opinion|tweede mening|herbeoordeling`)
 
+// withdrawalWords recognise a mail that takes a request back. Without a
+// case reference such a mail must not open a case (it names a second
+// opinion, so it read as a request), and it cannot withdraw one.
+var withdrawalWords = regexp.MustCompile(`(?i)\b(intrekken|intrekking|trek\s+(mijn|de|het|deze)\s+(aanvraag|verzoek|second[ -]?opinion)(\s+\S+){0,4}?\s+in\b|withdraw\w*)`)
+
 var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
 
 // request handles mail without any case reference: a request starts
@@ -31,6 +36,10 @@ func (e *Engine) request(ctx context.Context, in store.Inbound, m *message.Messa
 	reg := e.Registry()
 	if _, ok := reg.PhysicianByEmail(from); ok {
 		return quarantined("mail from physician %s without a case reference", from)
+	}
+	if w := withdrawalWords.FindString(m.Subject + "\n" + m.Reply); w != "" {
+		return quarantined("no case reference, and it reads as a withdrawal (%q), not a request: it withdraws no case, since a sender is easy to forge; "+
+			"ask the sender to reply to one of our mails about their case, or withdraw it for them (secondopinion case withdraw REF)", w)
 	}
 	if !requestWords.MatchString(m.Subject+"\n"+m.Reply) && !fieldRE.MatchString(m.Reply) {
 		return quarantined("no case reference, and it does not look like a request for a second opinion")

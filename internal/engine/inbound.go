@@ -626,7 +626,7 @@ func (e *Engine) answer(v verdict, m *message.Message, docs []procedure.Document
 		a := message.ParseAnswer(message.KindRefusal, reply, qc)
 		if a.Kind == message.KindUnclear {
 			if len(docs) > 0 {
-				return procedure.Documents{Documents: docs}, nil
+				return procedure.Documents{Documents: docs, Candidates: candidates(e.Registry())}, nil
 			}
 			return unclear(a.Why), nil
 		}

@@ -80,7 +80,7 @@ func (x *decision) handle(in Input) error {
 		}
 		return x.intake(in)
 	case Documents:
-		return x.documents(in.Documents)
+		return x.documents(in)
 	case Propose:
 		return x.propose(in)
 	case Choice:
@@ -330,8 +330,9 @@ func (x *decision) intake(in IntakeAnswer) error {
 	return nil
 }
 
-func (x *decision) documents(docs []Document) error {
+func (x *decision) documents(in Documents) error {
 	c := x.c
+	docs := in.Documents
 	if len(docs) == 0 {
 		return fmt.Errorf("%w: no documents", ErrInvalid)
 	}
@@ -342,9 +343,7 @@ func (x *decision) documents(docs []Document) error {
 		if c.QuestionConfirmed {
 			x.clear(StepIntake)
 			x.closeQuestions(StepIntake)
-			// Candidates come with the intake answer; without them the
-			// backoffice proposes.
-			x.proposeFrom(nil)
+			x.proposeFrom(in.Candidates)
 		}
 		return nil
 	case StateChoosing, StateEmployerApproval:

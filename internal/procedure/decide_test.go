@@ -151,6 +151,28 @@ func TestProposalIsIndependent(t *testing.T) {
 	}
 }
 
+// The original physician confirms the question first and sends the
+// documents in a later mail: those documents complete the intake, and the
+// employee gets the proposal as if both had come together.
+func TestDocumentsAfterTheConfirmationLeadToTheProposal(t *testing.T) {
+	r := newRun(t)
+	r.request(fullService)
+	effs := r.do(IntakeAnswer{Candidates: pool})
+	if r.c.State != StateIntake || !slices.Contains(templates(effs), "physician:intake_documents") {
+		t.Fatalf("confirmed without documents: state %s, mails %v", r.c.State, templates(effs))
+	}
+	effs = r.do(Documents{Documents: []Document{doc1}, Candidates: pool})
+	if r.c.State != StateChoosing || len(r.c.Proposed) == 0 {
+		t.Fatalf("state %s, proposed %v", r.c.State, r.c.Proposed)
+	}
+	if m := mailsTo(effs, RoleEmployee); len(m) != 1 || m[0].Template != "proposal" {
+		t.Errorf("employee mails %v", templates(effs))
+	}
+	if a := alerts(effs); len(a) != 0 {
+		t.Errorf("alerts %v", a)
+	}
+}
+
 func TestProposalWithOnlyOneIndependentPhysician(t *testing.T) {
 	r := newRun(t)
 	r.request(fullService)

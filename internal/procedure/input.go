@@ -32,7 +32,12 @@ type IntakeAnswer struct {
 }
 
 // Documents delivers (further) documents from the original physician.
-type Documents struct{ Documents []Document }
+// Candidates are as in IntakeAnswer: the proposal's physicians, when these
+// documents complete an intake whose question was confirmed without them.
+type Documents struct {
+	Documents  []Document
+	Candidates []Physician
+}
 
 // Choice is the employee's choice among the proposed physicians: Index
 // (1-based) into the proposal, or Other, a physician the employee named who

@@ -49,3 +49,35 @@ func TestWithdrawalWithoutReferenceOpensNoCase(t *testing.T) {
 		e.quarantinedWith(before, in, "withdrawal", tt.word)
 	}
 }
+
+// The original physician may confirm the question first and send the
+// documents later, as the intake_documents mail asks: the employee then
+// gets the proposal, and the backoffice no alert.
+func TestDocumentsAfterTheConfirmation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.openIntake()
+	q := e.question(rig.AddrOriginal, "vraagstelling")
+	in := e.deliver(e.signed(rig.AddrOriginal, "A. de Vries", rig.AddrOriginal, q.replyTo(t), "Re: "+q.Msg.Subject,
+		"BEVESTIGD\n\nDe stukken volgen.\n\nA. de Vries", q.Msg.MessageID))
+	if in.Status != store.InboundProcessed {
+		t.Fatalf("confirmation: %s %q", in.Status, in.Reason)
+	}
+	e.caseOf(c.ID, procedure.StateIntake)
+	docs := e.question(rig.AddrOriginal, "medische stukken")
+	before := e.snapshot()
+	in = e.deliver(e.signed(rig.AddrOriginal, "A. de Vries", rig.AddrOriginal, docs.replyTo(t), "Re: "+docs.Msg.Subject,
+		"Hierbij de probleemanalyse.\n\nA. de Vries", docs.Msg.MessageID,
+		rig.File{Name: "Probleemanalyse.pdf", Body: []byte("%PDF-1.4 probleemanalyse")}))
+	if in.Status != store.InboundProcessed {
+		t.Fatalf("documents: %s %q", in.Status, in.Reason)
+	}
+	got := e.caseOf(c.ID, procedure.StateChoosing)
+	if len(got.Proposed) == 0 {
+		t.Fatal("no physicians proposed")
+	}
+	e.question(rig.AddrEmployee, "kies")
+	if after := e.snapshot(); after.alerts != before.alerts {
+		t.Errorf("alerts went from %d to %d", before.alerts, after.alerts)
+	}
+}

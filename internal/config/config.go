@@ -186,6 +186,11 @@ type Policy struct {
 	// RetentionYears is how long records are kept before they are purged;
 	// default 20 (WGBO practice; the seed says 15).
 	RetentionYears int `yaml:"retention_years"`
+	// ManualCheck makes every case with a complete authorisation wait for
+	// the backoffice's check (case approve) before the chosen physician is
+	// asked; default false: a complete case is checked automatically, an
+	// incomplete one always waits (seed 000, step 4).
+	ManualCheck bool `yaml:"manual_check"`
 	// StrictAuth requires, for every answer, an Authentication-Results
 	// header from AuthservID showing DKIM or DMARC pass.
 	StrictAuth bool `yaml:"strict_auth"`

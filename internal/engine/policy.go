@@ -51,6 +51,7 @@ func Policy(p config.Policy) (procedure.Policy, *workdays.Calendar, error) {
 	if p.RetentionYears > 0 {
 		pol.RetentionYears = p.RetentionYears
 	}
+	pol.ManualCheck = p.ManualCheck
 	return pol, cal, nil
 }
 

@@ -21,6 +21,7 @@ func TestPolicyFromConfig(t *testing.T) {
 		EscalateAfter: config.Span{Span: workdays.Span{Clock: 36 * time.Hour}},
 	}
 	cp.Holidays.GoodFridayOff = true
+	cp.ManualCheck = true
 	pol, cal, err := Policy(cp)
 	if err != nil {
 		t.Fatal(err)
@@ -31,8 +32,8 @@ func TestPolicyFromConfig(t *testing.T) {
 	if got := pol.Steps[procedure.StepAdvice]; got.Remind.Workdays != 4 || got.Escalate.Duration != 36*time.Hour {
 		t.Errorf("advice timing %+v", got)
 	}
-	if pol.RetentionYears != 15 || pol.ConsultWorkdays != 10 {
-		t.Errorf("retention %d, consult %d", pol.RetentionYears, pol.ConsultWorkdays)
+	if pol.RetentionYears != 15 || pol.ConsultWorkdays != 10 || !pol.ManualCheck {
+		t.Errorf("retention %d, consult %d, manual check %v", pol.RetentionYears, pol.ConsultWorkdays, pol.ManualCheck)
 	}
 	// The calendar the procedure counts with is the configured one: Good
 	// Friday 3 April 2026 is a day off here.

@@ -786,3 +786,26 @@ func TestResentMailKeepsItsOpenQuestion(t *testing.T) {
 		t.Errorf("resent intake asks question %d, want %d", m[0].Question, intake.Question)
 	}
 }
+
+// With policy.manual_check every complete authorisation waits for the
+// backoffice: the chosen physician is asked only after Approve.
+func TestManualCheck(t *testing.T) {
+	r := newRun(t)
+	r.d.Policy.ManualCheck = true
+	r.toAuthorising(fullService)
+	r.do(Signature{Role: RoleEmployee, Agreed: true})
+	effs := r.do(Signature{Role: RolePhysician, Agreed: true, Via: "pgp-signed reply"})
+	if r.c.State != StateChecking || len(mailsTo(effs, RoleSO)) != 0 {
+		t.Fatalf("state %s, mails %v", r.c.State, templates(effs))
+	}
+	if a := alerts(effs); len(a) != 1 || !strings.Contains(a[0], "manual check") {
+		t.Errorf("alerts %v", a)
+	}
+	effs = r.do(Approve{})
+	if r.c.State != StateAccepting {
+		t.Fatalf("after approval: state %s", r.c.State)
+	}
+	if m := mailsTo(effs, RoleSO); len(m) != 1 || m[0].Template != "so_request" {
+		t.Errorf("mails %v", templates(effs))
+	}
+}

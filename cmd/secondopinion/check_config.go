@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"secondopinion/internal/config"
+	"secondopinion/internal/engine"
 	"secondopinion/internal/mailin"
 	"secondopinion/internal/registry"
 )
@@ -45,6 +46,11 @@ daemon's log. Run it as the daemon's user, which can read the passwords.`,
 			cfg, reg, errs := config.LoadAll(args[0])
 			if cfg != nil && *secrets {
 				errs = append(errs, cfg.CheckSecrets()...)
+			}
+			if cfg != nil && cfg.TemplatesDir != "" {
+				if err := engine.CheckTemplates(os.DirFS(cfg.TemplatesDir)); err != nil {
+					errs = append(errs, cfg.FieldError("templates_dir", err))
+				}
 			}
 			if cfg != nil && reg != nil && *keys {
 				errs = append(errs, checkKeyFiles(cfg, reg)...)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"secondopinion/internal/testenv"
+	"secondopinion/templates"
 )
 
 func ccRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -27,6 +28,41 @@ func TestCheckConfigExample(t *testing.T) {
 	want := "ok: 3 arbodiensten, 6 physicians (4 in the LPBSO pool), 3 employers; service address so@secondopinion.example.nl\n"
 	if out != want {
 		t.Errorf("stdout = %q, want %q", out, want)
+	}
+}
+
+// A templates_dir replaces every embedded text: a template missing from
+// it, or one that does not parse, is a problem check-config shows (and
+// the daemon refuses to start with), not a mail that fails when a case
+// comes to it.
+func TestCheckConfigTemplatesDir(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "texts")
+	if err := os.CopyFS(tmpl, templates.FS); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "so.yaml")
+	ccCopyEdit(t, "../../config/secondopinion.example.yaml", cfgPath,
+		"registry: registry.example.yaml", "registry: "+ccAbs(t, "../../config/registry.example.yaml"),
+		`templates_dir: ""`, "templates_dir: "+tmpl,
+	)
+	if code, out, _ := ccRun(t, "check-config", cfgPath); code != 0 {
+		t.Fatalf("a full copy of the texts: exit %d\n%s", code, out)
+	}
+	if err := os.Remove(filepath.Join(tmpl, "mail", "nl", "reminder.tmpl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmpl, "mail", "en", "proposal.tmpl"), []byte("Subject: {{if .Ref}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := ccRun(t, "check-config", cfgPath)
+	if code != 1 || !strings.HasPrefix(out, cfgPath+":85: templates_dir: ") {
+		t.Fatalf("exit %d, want 1 and the templates_dir line:\n%s", code, out)
+	}
+	for _, want := range []string{"mail/nl/reminder.tmpl", "mail/en/proposal.tmpl"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no word of %s in\n%s", want, out)
+		}
 	}
 }
 

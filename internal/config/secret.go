@@ -145,6 +145,16 @@ func (c *Config) ServiceKeyPassphrase() ([]byte, error) {
 	return b, nil
 }
 
+// FieldError is err placed at the field path of the configuration file
+// (file:line: path: err), for checks made outside this package.
+func (c *Config) FieldError(path string, err error) error {
+	e := c.doc.Wrap(path, err)
+	if e.File == "" {
+		e.File = c.File
+	}
+	return e
+}
+
 // CheckSecrets reads every configured secret and returns the problems,
 // each with the field it belongs to (and wrapping the cause, e.g.
 // ErrSecretReadable). Use it at start-up and in check-config -secrets;
@@ -152,14 +162,9 @@ func (c *Config) ServiceKeyPassphrase() ([]byte, error) {
 func (c *Config) CheckSecrets() []error {
 	var errs []error
 	add := func(path string, err error) {
-		if err == nil {
-			return
+		if err != nil {
+			errs = append(errs, c.FieldError(path, err))
 		}
-		e := c.doc.Wrap(path, err)
-		if e.File == "" {
-			e.File = c.File
-		}
-		errs = append(errs, e)
 	}
 	ref := func(prefix, file, env string, required bool) {
 		if file == "" && env == "" && !required {

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"text/template"
@@ -10,6 +12,7 @@ import (
 	"secondopinion/internal/authform"
 	"secondopinion/internal/mailout"
 	"secondopinion/internal/procedure"
+	"secondopinion/templates"
 )
 
 var amsterdam = mustLoad("Europe/Amsterdam")
@@ -107,6 +110,59 @@ func (e *Engine) mailData(c *procedure.Case, m procedure.Mail, now time.Time) Ma
 // its language (mailout.RenderWith; a missing language falls back to nl).
 func (e *Engine) render(lang, name string, data MailData) (subject, body string, err error) {
 	return mailout.RenderWith(e.o.Templates, lang, name, data, funcs)
+}
+
+// CheckTemplates checks texts that replace the embedded ones
+// (templates_dir): every mail the daemon sends must be there in the
+// default language (another language falls back to it), every one there
+// must parse, and the form texts must load. Without this a missing or
+// broken template showed only when a case came to that mail.
+func CheckTemplates(fsys fs.FS) error {
+	if _, err := fs.Stat(fsys, "mail"); err != nil {
+		return fmt.Errorf("it has no mail/ directory: %w", err)
+	}
+	var errs []string
+	langs, err := fs.ReadDir(templates.FS, "mail")
+	if err != nil {
+		return err
+	}
+	for _, l := range langs {
+		if !l.IsDir() {
+			continue
+		}
+		dir := "mail/" + l.Name()
+		names, err := fs.ReadDir(templates.FS, dir)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			path := dir + "/" + n.Name()
+			src, err := fs.ReadFile(fsys, path)
+			if errors.Is(err, fs.ErrNotExist) && l.Name() != mailout.DefaultLang {
+				continue
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, path+" is missing")
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			if _, err := template.New(path).Option("missingkey=error").Funcs(funcs(l.Name())).Parse(string(src)); err != nil {
+				errs = append(errs, err.Error())
+			} else if !strings.HasPrefix(string(src), "Subject:") && !strings.HasPrefix(string(src), "{{") {
+				errs = append(errs, path+`: the first line must be "Subject: …"`)
+			}
+		}
+	}
+	if _, err := authform.New(authform.Options{FS: fsys}); err != nil {
+		errs = append(errs, "form texts: "+err.Error())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 var (

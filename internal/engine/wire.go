@@ -63,6 +63,9 @@ func FromLoaded(ctx context.Context, cfg *config.Config, reg *registry.Registry,
 	tmpl := fs.FS(templates.FS)
 	if cfg.TemplatesDir != "" {
 		tmpl = os.DirFS(cfg.TemplatesDir)
+		if err := CheckTemplates(tmpl); err != nil {
+			return nil, fmt.Errorf("templates_dir %s: %w", cfg.TemplatesDir, err)
+		}
 	}
 	st, err := store.Open(ctx, cfg.DataDir, nil)
 	if err != nil {

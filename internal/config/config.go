@@ -437,7 +437,7 @@ func (c *Config) applyDerived() {
 	if c.SMTP.HelloName == "" {
 		c.SMTP.HelloName = c.Service.Domain
 	}
-	if c.SMTP.SentCopy.Wait == 0 {
+	if c.SMTP.SentCopy.Wait == 0 && !c.doc.Has("smtp.sent_copy.wait") {
 		c.SMTP.SentCopy.Wait = 2 * time.Minute
 	}
 	c.SMTP.SentCopy.Address = strings.ToLower(c.SMTP.SentCopy.Address)
@@ -620,12 +620,11 @@ func (c *Config) Validate() []error {
 		case st.EscalateAfter.IsZero():
 			bad(path+".escalate_after", "required")
 		}
-		r, e := st.ReminderAfter.Span, st.EscalateAfter.Span
-		if (r.Workdays > 0 && e.Workdays > 0 && r.Workdays >= e.Workdays) || (r.Clock > 0 && e.Clock > 0 && r.Clock >= e.Clock) {
-			bad(path+".reminder_after", "%s must come before escalate_after %s", r, e)
+		if remindsLate(st.ReminderAfter.Span, st.EscalateAfter.Span) {
+			bad(path+".reminder_after", "%s must come before escalate_after %s", st.ReminderAfter.Span, st.EscalateAfter.Span)
 		}
 	}
-	if r := p.Steps.Choice.ReminderAfter.Clock; r > 0 && r >= p.ChoiceDeadline {
+	if r := p.Steps.Choice.ReminderAfter.Span; remindsLate(r, workdays.Span{Clock: p.ChoiceDeadline}) {
 		bad("policy.steps.choice.reminder_after", "%v must come before the choice deadline %v", r, p.ChoiceDeadline)
 	}
 
@@ -647,6 +646,26 @@ func (c *Config) Validate() []error {
 		}
 	}
 	return errs
+}
+
+// remindsLate says whether a reminder after r can come at or after an
+// escalation after e, both counted from the same moment. A working day
+// takes at least 24 clock hours, and over a weekend or holidays several
+// days: r working days come no sooner than r×24h, e working days may come
+// only after e×24h.
+func remindsLate(r, e workdays.Span) bool {
+	const day = 24 * time.Hour
+	switch {
+	case r.Workdays > 0 && e.Workdays > 0:
+		return r.Workdays >= e.Workdays
+	case r.Clock > 0 && e.Clock > 0:
+		return r.Clock >= e.Clock
+	case r.Workdays > 0 && e.Clock > 0:
+		return time.Duration(r.Workdays)*day >= e.Clock
+	case r.Clock > 0 && e.Workdays > 0:
+		return r.Clock >= time.Duration(e.Workdays)*day
+	}
+	return false
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -537,7 +537,15 @@ func isParticipant(c *procedure.Case, addr string) bool {
 // from quarantine (secondopinion quarantine release).
 const releasedPrefix = "released by the backoffice"
 
+// withdrawRE is a withdrawal in a reply to one of our mails: it must open
+// the reply, since it withdraws the case.
 var withdrawRE = regexp.MustCompile(`(?i)^\s*(intrekken|ik trek (mijn aanvraag|de aanvraag|het verzoek) in|withdraw|i withdraw)\b`)
+
+// withdrawalWords is the looser test for a new mail without a case
+// reference: anywhere in the subject or text. Such a mail must not open a
+// case (it names a second opinion, so it reads as a request), and cannot
+// withdraw one; it is only kept for the backoffice.
+var withdrawalWords = regexp.MustCompile(`(?i)\b(intrekken|intrekking|trek\s+(mijn|de|het|deze)\s+(aanvraag|verzoek|second[ -]?opinion)(\s+\S+){0,4}?\s+in\b|withdraw\w*)`)
 var noAdviceRE = regexp.MustCompile(`(?i)\b(geen inhoudelijk advies|no substantive advice)\b`)
 var questionLineRE = regexp.MustCompile(`(?im)^\s*(vraagstelling|vraag|question)\s*:\s*(.+)$`)
 

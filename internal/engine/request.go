@@ -19,11 +19,6 @@ var fieldRE = regexp.MustCompile(`(?im)^[ \t>*-]*(naam werknemer|naam|name|e-?ma
 
 var requestWords = regexp.MustCompile(`(?i)second[ -]?opinion|tweede mening|herbeoordeling`)
 
-// withdrawalWords recognise a mail that takes a request back. Without a
-// case reference such a mail must not open a case (it names a second
-// opinion, so it read as a request), and it cannot withdraw one.
-var withdrawalWords = regexp.MustCompile(`(?i)\b(intrekken|intrekking|trek\s+(mijn|de|het|deze)\s+(aanvraag|verzoek|second[ -]?opinion)(\s+\S+){0,4}?\s+in\b|withdraw\w*)`)
-
 var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
 
 // request handles mail without any case reference: a request starts

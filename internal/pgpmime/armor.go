@@ -15,6 +15,7 @@ import (
 type base64Lines struct {
 	w         io.Writer
 	lineBytes int // input bytes per line: 48 for armor, 57 for MIME
+	lineChars int // base64 characters per line, without the CRLF
 	pending   []byte
 	enc       []byte // a batch encoded in one piece
 	buf       []byte // the batch in lines
@@ -25,7 +26,7 @@ const base64Batch = 512 // lines encoded per write
 
 func newBase64Lines(w io.Writer, lineBytes int) *base64Lines {
 	chars := lineBytes / 3 * 4
-	return &base64Lines{w: w, lineBytes: lineBytes, pending: make([]byte, 0, lineBytes),
+	return &base64Lines{w: w, lineBytes: lineBytes, lineChars: chars, pending: make([]byte, 0, lineBytes),
 		enc: make([]byte, base64Batch*chars), buf: make([]byte, 0, base64Batch*(chars+2))}
 }
 
@@ -47,15 +48,14 @@ func (l *base64Lines) Write(p []byte) (int, error) {
 			return 0, l.err
 		}
 	}
-	chars := l.lineBytes / 3 * 4
 	for len(p) >= l.lineBytes {
 		k := min(len(p)/l.lineBytes, base64Batch) * l.lineBytes
 		enc := l.enc[:k/3*4]
 		base64.StdEncoding.Encode(enc, p[:k])
 		p = p[k:]
 		l.buf = l.buf[:0]
-		for ; len(enc) > 0; enc = enc[chars:] {
-			l.buf = append(l.buf, enc[:chars]...)
+		for ; len(enc) > 0; enc = enc[l.lineChars:] {
+			l.buf = append(l.buf, enc[:l.lineChars]...)
 			l.buf = append(l.buf, '\r', '\n')
 		}
 		if !l.flush() {

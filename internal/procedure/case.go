@@ -2,6 +2,8 @@ package procedure
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -343,4 +345,10 @@ func (c *Case) clone() *Case {
 		n.PhysicianCosign = &x
 	}
 	return &n
+}
+
+// declined reports whether the physician with address email declined this
+// case (or did not answer in time).
+func (c *Case) declined(email string) bool {
+	return slices.ContainsFunc(c.Declined, func(e string) bool { return strings.EqualFold(e, email) })
 }

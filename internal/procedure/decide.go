@@ -406,7 +406,7 @@ func dependence(c *Case, p Physician) string {
 func SelectCandidates(c *Case, all []Physician, max int) []Physician {
 	var ok []Physician
 	for _, p := range all {
-		if Independent(c, p) != nil || slices.Contains(c.Declined, p.Email) {
+		if Independent(c, p) != nil || c.declined(p.Email) {
 			continue
 		}
 		ok = append(ok, p)
@@ -520,11 +520,11 @@ func (x *decision) choice(in Choice) error {
 	var chosen Physician
 	switch {
 	case in.Other != nil:
-		why, reason := dependence(c, *in.Other), ""
+		why, reason := dependence(c, *in.Other), in.Other.Name+" declined this case"
 		if why != "" {
 			reason = Independent(c, *in.Other).Error()
-		} else if slices.ContainsFunc(c.Declined, func(e string) bool { return strings.EqualFold(e, in.Other.Email) }) {
-			why, reason = "declined", in.Other.Name+" declined this case"
+		} else if c.declined(in.Other.Email) {
+			why = "declined"
 		}
 		if why != "" {
 			// A valid answer, refused with its reason: ask again.
@@ -739,7 +739,7 @@ func (x *decision) acceptance(in Acceptance) error {
 func (x *decision) nextPhysician() {
 	c := x.c
 	c.Declined = append(c.Declined, c.Chosen.Email)
-	if c.Backup != nil && !slices.Contains(c.Declined, c.Backup.Email) {
+	if c.Backup != nil && !c.declined(c.Backup.Email) {
 		b := *c.Backup
 		c.Chosen, c.Backup = &b, nil
 		x.audit("backup", b.Name)

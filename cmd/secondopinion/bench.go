@@ -31,8 +31,14 @@ with scripted participants, C cases in flight at once.
 Reports complete cases per second; the daemon's reaction time per step, from a
 participant's mail accepted by SMTP to the daemon's answer accepted by SMTP
 (p50/p95/p99); the process's peak RSS (VmHWM: daemon, mail world and
-participants together; mailworld_mb is the mail the embedded servers hold);
-and database bytes per case (the data dir's size over the cases).
+participants together; mailworld_mb is the most mail the embedded servers
+held at once); and database bytes per case (the data dir's size over the
+cases).
+
+The embedded IMAP server keeps the service's mail only while the daemon may
+need it: four times a second the bench expunges the inbox's mail the daemon
+has handled (flagged \Seen) and the sent copies filed before the previous
+round, as a mailbox's retention would.
 
 --open N first opens N cases to the choosing state through the engine (not by
 mail; their mail is marked sent undelivered), resets the peak RSS, and then
@@ -265,7 +271,7 @@ func printBench(e *env, r *bench.Result) {
 	if r.Daemon == "external" {
 		fmt.Fprintf(w, "peak RSS of the daemon:    %.1f MB\n", r.PeakRSSMB)
 	} else {
-		fmt.Fprintf(w, "peak RSS:                  %.1f MB (the whole process; mail held by the embedded servers ~%.1f MB)\n", r.PeakRSSMB, r.MailWorldMB)
+		fmt.Fprintf(w, "peak RSS:                  %.1f MB (the whole process; at most %.1f MB of it mail held by the embedded servers)\n", r.PeakRSSMB, r.MailWorldMB)
 	}
 	fmt.Fprintf(w, "database bytes per case:   %s (data dir %s)\n", boSize(int64(r.DBBytesPerCase)), boSize(int64(r.DataDirBytes)))
 	fmt.Fprintf(w, "mail: %d in, %d out, %d duplicates\n", r.MailsIn, r.MailsOut, r.Duplicates)

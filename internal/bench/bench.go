@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"secondopinion/internal/engine"
+	"secondopinion/internal/mailworld"
 	"secondopinion/internal/pgpmime"
 	"secondopinion/internal/procedure"
 	"secondopinion/internal/registry"
@@ -109,11 +110,12 @@ type Result struct {
 	// PeakRSSMB is the process's peak RSS: in-process, daemon, mail world
 	// and participants together; external, the daemon's alone.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
-	// MailWorldMB is what the in-process mail world holds: the service's
-	// mail (the participants' mail to it and its sent copies), kept twice,
-	// in the IMAP store and the delivery record. The participants' domains
-	// are relayed, so their mail is not stored. It is part of PeakRSSMB,
-	// not of the daemon.
+	// MailWorldMB is the most the embedded mail world held at once: the
+	// service's mail (the participants' mail to it and its sent copies),
+	// kept twice, in the IMAP store and the delivery record, until the
+	// bench's retention expunges what the daemon is done with (see
+	// retention). The participants' domains are relayed, so their mail is
+	// not stored. In-process it is part of PeakRSSMB, not of the daemon.
 	MailWorldMB    float64 `json:"mailworld_mb"`
 	DBBytesPerCase int64   `json:"db_bytes_per_case"`
 	DataDirBytes   int64   `json:"data_dir_bytes"`
@@ -234,6 +236,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}()
 	}
+	var ret *retention
+	if target.world != nil {
+		ret = startRetention(runCtx, target.world, target.service)
+	}
 	start := time.Now()
 	dones, err := RunCases(runCtx, target.driver, target.cast, employees, o.Concurrency, o.Attachment, o.Progress)
 	elapsed := time.Since(start)
@@ -241,6 +247,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	if target.deliveryErr != nil {
 		err = errors.Join(err, target.deliveryErr())
+	}
+	if ret != nil {
+		held, rerr := ret.Stop()
+		err = errors.Join(err, rerr)
+		res.MailWorldMB = float64(2*held) / (1 << 20)
 	}
 	if err != nil {
 		if target.problems != nil {
@@ -279,7 +290,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.CaseMS = Percentiles(caseTimes)
 	tr := target.driver.Box.Traffic()
 	res.MailsIn, res.MailsOut, res.Duplicates = tr.Inbound, tr.Outbound, tr.Duplicates
-	res.MailWorldMB = float64(2*(tr.BytesIn+tr.BytesFiled)) / (1 << 20)
 	res.PeakRSSMB = float64(target.peakRSS()) / (1 << 20)
 	if err := target.stop(); err != nil {
 		return nil, err
@@ -322,6 +332,10 @@ type daemon struct {
 	driver  *Driver
 	cast    Cast
 	dataDir string
+	// world, if set, holds the service's mailbox (service); the bench's
+	// retention runs over it.
+	world   *mailworld.World
+	service string
 	peakRSS func() int64
 	stop    func() error // stops the daemon (the store may then be opened)
 	cpu     func() time.Duration
@@ -391,6 +405,7 @@ func startRig(ctx context.Context, o Options, res *Result) (*daemon, error) {
 		return r.Close()
 	}
 	return &daemon{kind: "in-process", driver: d, cast: cast, dataDir: filepath.Join(o.Dir, "data"),
+		world: r.World, service: r.Info.Address(),
 		peakRSS: PeakRSS, stop: stop, close: func() { stop() }}, nil
 }
 
@@ -420,9 +435,13 @@ func startExternal(ctx context.Context, o Options, res *Result) (*daemon, error)
 	}
 	res.Fsync = true
 	var peak int64
-	return &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
+	d := &daemon{kind: "external", driver: x.Driver, cast: x.Cast, dataDir: x.DataDir(),
 		peakRSS: func() int64 { peak = x.PeakRSS(); return peak },
-		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, failed: x.Failed(), problems: x.logProblems, close: func() { x.Close() }}, nil
+		stop:    x.Stop, cpu: x.CPU, deliveryErr: x.DeliveryError, failed: x.Failed(), problems: x.logProblems, close: func() { x.Close() }}
+	if o.IMAP == nil {
+		d.world, d.service = x.World, ServiceAddr // else the given server holds it
+	}
+	return d, nil
 }
 
 func cpu(r syscall.Rusage) float64 {

@@ -5,13 +5,18 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 
 	"secondopinion/internal/mailworld"
@@ -321,5 +326,89 @@ func BenchmarkAccept2MB(b *testing.B) {
 		if err := sendBDAT(b, w, "so@secondopinion.test", fmt.Sprintf("arts%d@bedrijfsarts.test", i), int64(len(raw)), raw, 1<<20); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestExpunge: Expunge removes from the IMAP folder those of the first n
+// deliveries that match, as another client's EXPUNGE would: a client in
+// IDLE on the folder is told, the rest stays readable, and the removed
+// records keep no bytes.
+func TestExpunge(t *testing.T) {
+	t.Parallel()
+	const so, pw = "so@secondopinion.test", "so-pw"
+	w := newWorld(t, nil)
+	for _, s := range []string{"een", "twee", "drie", "vier"} {
+		if err := send(t, w, "jan@werknemer.test", []string{so}, message(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expunged := make(chan uint32, 8)
+	c, err := imapclient.DialInsecure(w.IMAPAddr(), &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Expunge: func(seq uint32) { expunged <- seq },
+		},
+	})
+	if err != nil {
+		t.Fatalf("dial imap: %v", err)
+	}
+	defer c.Close()
+	if err := c.Login(so, pw).Wait(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("select: %v", err)
+	}
+	// "een" and "drie" read, as the daemon flags what it has handled.
+	seen := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}
+	if err := c.Store(imap.SeqSetNum(1, 3), seen, nil).Close(); err != nil {
+		t.Fatalf("store: %v", err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatalf("idle: %v", err)
+	}
+
+	// Only the first two deliveries are candidates: "drie" stays.
+	n, err := w.Expunge(so, "inbox", 2, &imap.SearchCriteria{Flag: []imap.Flag{imap.FlagSeen}})
+	if err != nil || n != 1 {
+		t.Fatalf("Expunge = %d, %v; want 1 (een)", n, err)
+	}
+	select {
+	case seq := <-expunged:
+		if seq != 1 {
+			t.Errorf("client in IDLE told EXPUNGE %d, want 1", seq)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the client in IDLE was not told of the expunge within 5 s")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatalf("idle done: %v", err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatalf("idle: %v", err)
+	}
+	if got := imapInbox(t, w, so, pw); !slices.Equal(got, []string{"twee", "drie", "vier"}) {
+		t.Errorf("IMAP INBOX after expunge = %q, want twee, drie, vier", got)
+	}
+	records := w.Inbox(so)
+	for i, d := range records {
+		if gone := i == 0; gone != (d.Raw == nil) {
+			t.Errorf("record %d: %d bytes kept", i, len(d.Raw))
+		}
+	}
+	if held, want := w.Held(so), int64(len(records[1].Raw)+len(records[2].Raw)+len(records[3].Raw)); held != want {
+		t.Errorf("Held = %d, want %d (three messages)", held, want)
+	}
+
+	// Without criteria every one of the first n goes; one removed
+	// already is not counted again.
+	if n, err := w.Expunge(so, "INBOX", 3, nil); err != nil || n != 2 {
+		t.Errorf("second Expunge = %d, %v; want 2 (twee, drie)", n, err)
+	}
+	if got := imapInbox(t, w, so, pw); !slices.Equal(got, []string{"vier"}) {
+		t.Errorf("IMAP INBOX = %q, want vier", got)
+	}
+	if _, err := w.Expunge("nobody@secondopinion.test", "INBOX", 1, nil); !errors.Is(err, mailworld.ErrUnknownUser) {
+		t.Errorf("Expunge for an unknown user: %v, want ErrUnknownUser", err)
 	}
 }

@@ -111,6 +111,8 @@ type Delivered struct {
 	Raw []byte
 	// At is when it was delivered.
 	At time.Time
+
+	uid imap.UID // in Folder
 }
 
 // ErrUnknownUser is returned for an address that has no mailbox.
@@ -368,7 +370,7 @@ func (w *World) WaitFor(ctx context.Context, address string, pred func(Delivered
 			w.mu.Unlock()
 			return Delivered{}, fmt.Errorf("%w: %s", ErrUnknownUser, address)
 		}
-		fresh := u.inbox[seen:]
+		fresh := slices.Clone(u.inbox[seen:]) // Expunge may change them
 		seen = len(u.inbox)
 		ch := w.changed
 		w.mu.Unlock()
@@ -386,6 +388,105 @@ func (w *World) WaitFor(ctx context.Context, address string, pred func(Delivered
 		case <-ch:
 		}
 	}
+}
+
+// Expunge removes from address's IMAP folder those of the first n
+// messages delivered into it (oldest first, as Folder lists them) that
+// match criteria (nil: all of them), as another IMAP client's UID STORE
+// +FLAGS (\Deleted) and UID EXPUNGE would: a client that has the folder
+// selected is told. The delivery records of the removed messages stay,
+// without their bytes (Raw is nil). It returns how many messages it
+// removed. A load generator calls it as a mailbox's retention would, so
+// that the world holds only the mail still in use.
+func (w *World) Expunge(address, folder string, n int, criteria *imap.SearchCriteria) (int, error) {
+	if strings.EqualFold(folder, inbox) {
+		folder = inbox
+	}
+	w.mu.Lock()
+	u := w.lookupLocked(address)
+	var uids imap.UIDSet
+	if u != nil {
+		records := w.recordsLocked(u, folder)
+		for _, d := range records[:min(n, len(records))] {
+			if d.uid != 0 && d.Raw != nil {
+				uids.AddNum(d.uid)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if u == nil {
+		return 0, fmt.Errorf("%w: %s", ErrUnknownUser, address)
+	}
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	var c imap.SearchCriteria
+	if criteria != nil {
+		c = *criteria
+	}
+	c.UID = append(slices.Clone(c.UID), uids)
+	sess := imapmemserver.NewUserSession(u.imap)
+	defer sess.Close()
+	if _, err := sess.Select(folder, nil); err != nil {
+		return 0, fmt.Errorf("mailworld: expunge %s of %s: %w", folder, address, err)
+	}
+	found, err := sess.Search(imapserver.NumKindUID, &c, &imap.SearchOptions{ReturnAll: true})
+	if err != nil {
+		return 0, fmt.Errorf("mailworld: expunge %s of %s: %w", folder, address, err)
+	}
+	gone, _ := found.All.(imap.UIDSet)
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	deleted := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+	if err := sess.Store(nil, gone, deleted, nil); err != nil {
+		return 0, fmt.Errorf("mailworld: expunge %s of %s: %w", folder, address, err)
+	}
+	if err := sess.Expunge(nil, &gone); err != nil {
+		return 0, fmt.Errorf("mailworld: expunge %s of %s: %w", folder, address, err)
+	}
+	removed := 0
+	w.mu.Lock()
+	records := w.recordsLocked(u, folder)
+	for i, d := range records {
+		if d.Raw != nil && gone.Contains(d.uid) {
+			records[i].Raw = nil
+			removed++
+		}
+	}
+	w.mu.Unlock()
+	return removed, nil
+}
+
+// Held returns the bytes of the mail address's mailbox holds now, in every
+// folder (Expunge lets go of them). The world keeps each message twice: in
+// the IMAP store and in the delivery record; Held counts it once.
+func (w *World) Held(address string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u := w.lookupLocked(address)
+	if u == nil {
+		return 0
+	}
+	var n int64
+	count := func(ds []Delivered) {
+		for _, d := range ds {
+			n += int64(len(d.Raw))
+		}
+	}
+	count(u.inbox)
+	for _, ds := range u.folders {
+		count(ds)
+	}
+	return n
+}
+
+// recordsLocked is u's delivery record for folder.
+func (w *World) recordsLocked(u *user, folder string) []Delivered {
+	if folder == inbox {
+		return u.inbox
+	}
+	return u.folders[folder]
 }
 
 // lookupLocked finds the mailbox for address, ignoring a +tag and case.
@@ -487,14 +588,14 @@ func (w *World) deliver(from, helo string, rcpts []string, first, raw []byte, id
 			// final size without clearing it first.
 			msg = append(traceHeader(from, helo, d.rcpt, id, now), raw...)
 		}
-		folder, err := appendTo(d.u, folder, msg, now)
+		folder, uid, err := appendTo(d.u, folder, msg, now)
 		if err != nil {
 			return fmt.Errorf("deliver to %s: %w", d.u.address, err)
 		}
 		done[stored{d.u, folder}] = true
 		records = append(records, stored{d.u, folder})
 		delivered = append(delivered, Delivered{From: from, To: d.rcpt, Mailbox: d.u.address, Folder: folder,
-			Raw: msg[:len(msg):len(msg)], At: now})
+			Raw: msg[:len(msg):len(msg)], At: now, uid: uid})
 	}
 
 	w.mu.Lock()
@@ -546,15 +647,19 @@ func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 }
 
 // appendTo appends msg to u's folder, or to INBOX when that folder is gone
-// by now (deleted over IMAP since existing looked), and says where it went.
-func appendTo(u *user, folder string, msg []byte, now time.Time) (string, error) {
-	_, err := u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
+// by now (deleted over IMAP since existing looked), and says where it went
+// and under which UID.
+func appendTo(u *user, folder string, msg []byte, now time.Time) (string, imap.UID, error) {
+	data, err := u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
 	var ie *imap.Error
 	if folder != inbox && errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate {
 		folder = inbox
-		_, err = u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
+		data, err = u.imap.Append(folder, bytes.NewReader(msg), &imap.AppendOptions{Time: now})
 	}
-	return folder, err
+	if err != nil {
+		return folder, 0, err
+	}
+	return folder, data.UID, nil
 }
 
 // session is one SMTP transaction stream.

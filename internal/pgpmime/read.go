@@ -304,30 +304,108 @@ func (v *verifier) config() *packet.Config {
 }
 
 // open starts decrypting one OpenPGP message (armored input already
-// unwrapped, or binary).
+// unwrapped, or binary). It is openpgp.ReadMessage for a message that must
+// be encrypted to the service key, with the encrypted data decrypted by
+// decryptData; what is inside (compression, literal data, signatures) is
+// go-crypto's ReadMessage again. The integrity check runs when
+// UnverifiedBody ends, as go-crypto's does.
 func (v *verifier) open(r io.Reader) (*openpgp.MessageDetails, error) {
-	el := openpgp.EntityList{v.svc.entity}
-	el = append(el, verifyList(v.keysOnFile())...)
-	md, err := openpgp.ReadMessage(r, el, nil, v.config())
-	if err != nil {
-		switch {
-		case errors.Is(err, pgperrors.ErrKeyIncorrect):
-			return nil, ErrNotForUs
-		default:
-			var se pgperrors.StructuralError
-			if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
+	cfg := v.config()
+	packets := packet.NewReader(r)
+	var (
+		keys []*packet.EncryptedKey
+		ids  []uint64
+		data packet.EncryptedDataPacket
+	)
+	for data == nil {
+		p, err := packets.Next()
+		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
+		switch p := p.(type) {
+		case *packet.EncryptedKey:
+			ids = append(ids, p.KeyId)
+			keys = append(keys, p)
+		case *packet.SymmetricallyEncrypted:
+			if !p.IntegrityProtected {
+				return nil, fmt.Errorf("%w: encrypted without integrity protection", ErrMalformed)
+			}
+			data = p
+		case *packet.AEADEncrypted:
+			data = p
+		case *packet.Compressed, *packet.LiteralData, *packet.OnePassSignature:
+			return nil, ErrNotEncrypted
+		}
+		// Other packets (a passphrase's session key, markers) are passed
+		// over, as go-crypto does.
 	}
-	if !md.IsEncrypted {
-		return nil, ErrNotEncrypted
+	svc := openpgp.EntityList{v.svc.entity}
+	var (
+		plain io.ReadCloser
+		with  openpgp.Key
+	)
+find:
+	for _, ek := range keys {
+		cands := svc.KeysById(ek.KeyId)
+		if ek.KeyId == 0 { // an anonymous recipient
+			cands = svc.DecryptionKeys()
+		}
+		for _, k := range cands {
+			if k.PrivateKey == nil || k.PrivateKey.Encrypted {
+				continue
+			}
+			if len(ek.Key) == 0 && ek.Decrypt(k.PrivateKey, cfg) != nil {
+				continue
+			}
+			var err error
+			plain, err = decryptData(data, ek.CipherFunc, ek.Key)
+			if err != nil && !errors.Is(err, pgperrors.ErrKeyIncorrect) {
+				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			}
+			if plain != nil {
+				with = k
+				break find
+			}
+		}
 	}
-	if md.DecryptedWith.Entity != v.svc.entity {
+	if plain == nil {
 		return nil, ErrNotForUs
 	}
+	el := append(svc, verifyList(v.keysOnFile())...)
+	md, err := openpgp.ReadMessage(plain, el, nil, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if md.IsEncrypted {
+		return nil, fmt.Errorf("%w: an encrypted message inside the encrypted message", ErrMalformed)
+	}
+	md.IsEncrypted, md.EncryptedToKeyIds, md.DecryptedWith = true, ids, with
+	md.UnverifiedBody = &checkAtEnd{r: md.UnverifiedBody, c: plain}
 	return md, nil
+}
+
+// checkAtEnd reads r and, at its end, closes c, the decryption, whose Close
+// runs the integrity check: the end is an error unless it passed.
+type checkAtEnd struct {
+	r   io.Reader
+	c   io.Closer
+	err error
+}
+
+func (e *checkAtEnd) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		if cerr := e.c.Close(); cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // readError classifies an error while reading decrypted data: an integrity

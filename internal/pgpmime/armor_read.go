@@ -11,15 +11,15 @@ import (
 )
 
 // armorReader decodes the body of one ASCII-armored block in large batches
-// and checks the CRC-24 line when there is one. go-crypto's decoder reads
-// through a 100-byte buffer and skips the checksum.
+// (go-crypto's decoder reads through a 100-byte buffer). It passes over the
+// CRC-24 line, as go-crypto's does: RFC 9580 §6.1 has a reader not reject
+// an object whose checksum is missing, malformed or wrong, since the
+// encryption's integrity check (MDC or AEAD) covers every byte.
 type armorReader struct {
 	br   *bufio.Reader
 	enc  []byte // base64 characters not yet decoded
 	out  []byte // decoded bytes not yet returned
 	dec  []byte
-	crc  uint32
-	sum  []byte // the checksum line's value, if any
 	done bool
 	err  error
 }
@@ -42,7 +42,7 @@ func openArmor(br *bufio.Reader) (string, *armorReader, error) {
 			typ = string(line[11 : len(line)-5])
 		}
 	}
-	a := &armorReader{br: br, crc: 0xb704ce}
+	a := &armorReader{br: br}
 	// Armor headers ("Version: …") up to the blank line.
 	for {
 		line, err := readLine(br)
@@ -84,12 +84,8 @@ func (a *armorReader) addLine(line []byte) error {
 	case len(line) == 0:
 	case bytes.HasPrefix(line, []byte("-----END ")):
 		a.done = true
-	case line[0] == '=' && len(line) == 5:
-		sum, err := base64.StdEncoding.DecodeString(string(line[1:]))
-		if err != nil {
-			return fmt.Errorf("armor checksum line: %v", err)
-		}
-		a.sum = sum
+	case line[0] == '=':
+		// The checksum line (no base64 line starts with padding).
 	default:
 		a.enc = append(a.enc, line...)
 	}
@@ -118,14 +114,7 @@ func (a *armorReader) fill() error {
 		return fmt.Errorf("armor: %v", err)
 	}
 	a.out = a.dec[:m]
-	a.crc = crc24Update(a.crc, a.out)
 	a.enc = a.enc[:copy(a.enc, a.enc[n:])]
-	if a.done && a.sum != nil {
-		want := uint32(a.sum[0])<<16 | uint32(a.sum[1])<<8 | uint32(a.sum[2])
-		if want != a.crc {
-			return errors.New("armor: checksum mismatch")
-		}
-	}
 	return nil
 }
 

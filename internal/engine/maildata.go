@@ -32,6 +32,8 @@ type MailData struct {
 	// Question is the vraagstelling; empty unless Medical.
 	Question        string
 	EarlierRequests int
+	// Earlier says what became of them.
+	Earlier procedure.Earlier
 
 	// Proposed are the physicians of a proposal, numbered from 1.
 	Proposed []Option

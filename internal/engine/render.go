@@ -49,6 +49,7 @@ func (e *Engine) mailData(c *procedure.Case, m procedure.Mail, now time.Time) Ma
 		OriginalPhysician: Party{Name: c.OriginalPhysician.Name, Email: c.OriginalPhysician.Email, Role: procedure.RolePhysician, Arbodienst: dienst(c.OriginalPhysician.Arbodienst)},
 		Subject:           string(c.Subject),
 		EarlierRequests:   c.EarlierRequests,
+		Earlier:           c.Earlier,
 		Payer:             string(c.Payer),
 		PayerReason:       c.PayerReason,
 		ChoiceWithin:      e.o.Policy.Steps[procedure.StepChoice].Escalate.Duration,
@@ -216,7 +217,31 @@ func funcs(lang string) template.FuncMap {
 		"split":   strings.Split,
 		"field":   func(s string) string { return pick(fieldNames, s) },
 		"step":    func(s string) string { return pick(stepNames, s) },
+		// earlier lists what became of earlier requests: "1 afgerond,
+		// 1 ingetrokken".
+		"earlier": func(e procedure.Earlier) string {
+			var parts []string
+			for _, p := range []struct {
+				n    int
+				name string
+			}{{e.Completed, "completed"}, {e.Open, "open"}, {e.Withdrawn, "withdrawn"}, {e.Refused, "refused"}, {e.Other, "other"}} {
+				if p.n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", p.n, pick(earlierNames, p.name)))
+				}
+			}
+			return strings.Join(parts, ", ")
+		},
 	}
+}
+
+// earlierNames are the outcomes of earlier requests, as the intake names
+// them.
+var earlierNames = map[string][2]string{
+	"completed": {"afgerond", "completed"},
+	"open":      {"nog lopend", "still open"},
+	"withdrawn": {"ingetrokken", "withdrawn"},
+	"refused":   {"geweigerd door de bedrijfsarts", "refused by the occupational physician"},
+	"other":     {"anders afgesloten", "closed otherwise"},
 }
 
 var subjectNames = map[string][2]string{

@@ -46,11 +46,11 @@ func (e *Engine) request(ctx context.Context, in store.Inbound, m *message.Messa
 	}
 	req, _ := e.parseRequest(m, "")
 	if req.Employee.Email != "" {
-		n, err := e.o.Store.EarlierRequests(ctx, req.Employee.Email)
+		earlier, err := e.o.Store.EarlierRequests(ctx, req.Employee.Email)
 		if err != nil {
 			return err
 		}
-		req.EarlierRequests = n
+		req.Earlier = earlier
 	}
 	_, err := e.Handle(ctx, 0, req, Source{Inbound: in.ID, Via: "mail/request"})
 	if errors.Is(err, procedure.ErrInvalid) || errors.Is(err, procedure.ErrUnexpected) {

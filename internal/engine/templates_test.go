@@ -268,6 +268,31 @@ func TestChoiceRefusalGivesItsReason(t *testing.T) {
 	}
 }
 
+// The intake tells the original physician what became of the employee's
+// earlier requests: repeated use is a weighty reason to refuse, a
+// withdrawn request is not a second opinion given.
+func TestIntakeTellsWhatBecameOfEarlierRequests(t *testing.T) {
+	for _, tt := range []struct {
+		lang    string
+		earlier procedure.Earlier
+		want    string
+	}{
+		{"nl", procedure.Earlier{}, "Deze werknemer vroeg niet eerder een second opinion bij ons aan."},
+		{"nl", procedure.Earlier{Completed: 1}, "Deze werknemer vroeg eerder 1 keer een second opinion bij ons aan (1 afgerond)."},
+		{"nl", procedure.Earlier{Completed: 1, Withdrawn: 2, Refused: 1}, "vroeg eerder 4 keer een second opinion bij ons aan (1 afgerond, 2 ingetrokken, 1 geweigerd door de bedrijfsarts)."},
+		{"en", procedure.Earlier{Open: 1}, "This employee has asked us for a second opinion once before (1 still open)."},
+		{"en", procedure.Earlier{Completed: 2, Other: 1}, "asked us for a second opinion 3 times before (2 completed, 1 closed otherwise)."},
+	} {
+		d := tmplTestData(tt.lang, procedure.RolePhysician)
+		d.Medical = true
+		d.Earlier, d.EarlierRequests = tt.earlier, tt.earlier.Total()
+		out := tmplTestRender(t, tt.lang, "intake", d)
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), tt.want) {
+			t.Errorf("%s, %+v: want %q in\n%s", tt.lang, tt.earlier, tt.want, out)
+		}
+	}
+}
+
 // The terms the mails name are the configured ones (policy.choice_deadline,
 // policy.consult_workdays), not the defaults written into the texts.
 func TestTemplatesNameTheConfiguredTerms(t *testing.T) {

@@ -199,10 +199,11 @@ type Case struct {
 	Subject           Subject   `json:"subject"`
 	// Vraagstelling: the question the second opinion must answer, as the
 	// employee put it and the original physician confirmed it.
-	Question          string `json:"question"`
-	QuestionConfirmed bool   `json:"question_confirmed"`
-	EarlierRequests   int    `json:"earlier_requests"`
-	MissingAsked      bool   `json:"missing_asked,omitempty"`
+	Question          string  `json:"question"`
+	QuestionConfirmed bool    `json:"question_confirmed"`
+	EarlierRequests   int     `json:"earlier_requests"` // Earlier.Total()
+	Earlier           Earlier `json:"earlier,omitempty"`
+	MissingAsked      bool    `json:"missing_asked,omitempty"`
 
 	Proposed []Physician `json:"proposed,omitempty"`
 	Chosen   *Physician  `json:"chosen,omitempty"`

@@ -172,8 +172,8 @@ func (x *decision) request(in Request) error {
 		}
 		// The employer knows of the procedure if they asked for it.
 		c.EmployerKnows = c.RequestedBy == RoleEmployer
-		c.EarlierRequests = in.EarlierRequests
-		x.audit("request", fmt.Sprintf("requested by %s; earlier requests: %d", c.RequestedBy, in.EarlierRequests))
+		c.Earlier, c.EarlierRequests = in.Earlier, in.Earlier.Total()
+		x.audit("request", fmt.Sprintf("requested by %s; earlier requests: %d", c.RequestedBy, c.EarlierRequests))
 	case StateIncomplete:
 		x.audit("request completed", "missing fields supplied")
 	default:

@@ -96,7 +96,7 @@ func TestRefusalByOriginalPhysician(t *testing.T) {
 			r := newRun(t)
 			e := fullService
 			effs := r.do(Request{From: by, Employee: Person{Name: "Jan", Email: "jan@mail.example"}, Employer: &e,
-				OriginalPhysician: &orig, Subject: SubjectVerzuim, Question: "?", EarlierRequests: 3})
+				OriginalPhysician: &orig, Subject: SubjectVerzuim, Question: "?", Earlier: Earlier{Completed: 1, Withdrawn: 2}})
 			if got := mailsTo(effs, RolePhysician)[0].Data["earlier_requests"]; got != "3" {
 				t.Errorf("the intake shows %q earlier requests, want 3", got)
 			}

@@ -96,7 +96,7 @@ func (r *run) request(e Employer) {
 	r.t.Helper()
 	r.do(Request{From: RoleEmployee, Employee: Person{Name: "Şahin Yılmaz", Email: "sahin@mail.example"},
 		Employer: &e, OriginalPhysician: &orig, Subject: SubjectVerzuim,
-		Question: "Kan ik mijn eigen werk in aangepaste vorm doen?", EarlierRequests: 1})
+		Question: "Kan ik mijn eigen werk in aangepaste vorm doen?", Earlier: Earlier{Completed: 1}})
 }
 
 func (r *run) toChoosing(e Employer) {

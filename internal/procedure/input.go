@@ -15,7 +15,42 @@ type Request struct {
 	OriginalPhysician *Physician // nil when unknown
 	Subject           Subject    // "" when not stated
 	Question          string     // the employee's question, may be empty
-	EarlierRequests   int        // the employee's earlier second-opinion requests
+	Earlier           Earlier    // what became of the employee's earlier requests
+}
+
+// Earlier is what became of an employee's earlier requests for a second
+// opinion, for the original physician, who may refuse for repeated use
+// (seed 001). A request that was out of scope (an aanstellingskeuring, an
+// UWV deskundigenoordeel) asked for no second opinion and is not counted.
+type Earlier struct {
+	Completed int `json:"completed,omitempty"`
+	Open      int `json:"open,omitempty"`
+	Withdrawn int `json:"withdrawn,omitempty"`
+	Refused   int `json:"refused,omitempty"` // by the original physician
+	// Other were referred to the employer's own second-opinion party, or
+	// purged at the end of their retention.
+	Other int `json:"other,omitempty"`
+}
+
+// Total is the number of earlier requests.
+func (e Earlier) Total() int { return e.Completed + e.Open + e.Withdrawn + e.Refused + e.Other }
+
+// Count adds a case in state s to what became of earlier requests; a case
+// out of scope is not a request for a second opinion and is left out.
+func (e *Earlier) Count(s State, n int) {
+	switch {
+	case s == StateCompleted:
+		e.Completed += n
+	case s == StateWithdrawn:
+		e.Withdrawn += n
+	case s == StateRefused:
+		e.Refused += n
+	case s == StateOutOfScope:
+	case s == StateReferred || s == StatePurged:
+		e.Other += n
+	default:
+		e.Open += n
+	}
 }
 
 // IntakeAnswer is the original physician's answer to the intake: the

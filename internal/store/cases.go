@@ -283,12 +283,25 @@ func (s *Store) CountByState(ctx context.Context) (map[procedure.State]int, erro
 	return out, rows.Err()
 }
 
-// EarlierRequests counts the cases an employee opened before, for the
-// original physician's intake (repeated use is a weighty reason to refuse).
-func (s *Store) EarlierRequests(ctx context.Context, employeeEmail string) (int, error) {
-	var n int
-	err := s.queryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE employee_email = ?`, employeeEmail).Scan(&n)
-	return n, err
+// EarlierRequests tells what became of the cases an employee opened
+// before, for the original physician's intake (repeated use is a weighty
+// reason to refuse); cases out of scope are left out (procedure.Earlier).
+func (s *Store) EarlierRequests(ctx context.Context, employeeEmail string) (procedure.Earlier, error) {
+	var e procedure.Earlier
+	rows, err := s.queryContext(ctx, `SELECT state, COUNT(*) FROM cases WHERE employee_email = ? GROUP BY state`, employeeEmail)
+	if err != nil {
+		return e, fmt.Errorf("earlier requests: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st procedure.State
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return e, fmt.Errorf("earlier requests: %w", err)
+		}
+		e.Count(st, n)
+	}
+	return e, rows.Err()
 }
 
 // DueDeadline is a deadline whose moment has come.

@@ -513,8 +513,16 @@ func TestCasesListAndOverdue(t *testing.T) {
 	if len(open) != 2 {
 		t.Errorf("open %d", len(open))
 	}
-	if n, _ := s.EarlierRequests(ctx, "jan@x.example"); n != 3 {
-		t.Errorf("earlier requests %d", n)
+	// What became of them, for the intake: a request out of scope asked
+	// for no second opinion and is not counted.
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateWithdrawn, time.Time{}), Now: t0})
+	s.Apply(ctx, Decision{Case: newCase(t, s, procedure.StateOutOfScope, time.Time{}), Now: t0})
+	want := procedure.Earlier{Completed: 1, Open: 2, Withdrawn: 1}
+	if e, err := s.EarlierRequests(ctx, "jan@x.example"); err != nil || e != want || e.Total() != 4 {
+		t.Errorf("earlier requests %+v (%v), want %+v", e, err, want)
+	}
+	if e, _ := s.EarlierRequests(ctx, "piet@x.example"); e.Total() != 0 {
+		t.Errorf("earlier requests of someone else: %+v", e)
 	}
 }
 

@@ -202,7 +202,7 @@ type Case struct {
 	Question          string  `json:"question"`
 	QuestionConfirmed bool    `json:"question_confirmed"`
 	EarlierRequests   int     `json:"earlier_requests"` // Earlier.Total()
-	Earlier           Earlier `json:"earlier,omitempty"`
+	Earlier           Earlier `json:"earlier,omitzero"`
 	MissingAsked      bool    `json:"missing_asked,omitempty"`
 
 	Proposed []Physician `json:"proposed,omitempty"`

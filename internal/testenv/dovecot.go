@@ -468,6 +468,12 @@ func (d *Dovecot) DeliverFrom(user string, r io.Reader) {
 // (a Maildir++ folder, created if need be; "" is the inbox), as a local
 // delivery agent would. Unlike Deliver it returns its error, so that it
 // can be called from any goroutine.
+//
+// The file's name carries its size (S=) and its size with CRLF line ends
+// (W=, what IMAP reports as RFC822.SIZE), as Dovecot's own delivery (LDA,
+// LMTP) names the files it saves: without them Dovecot reads the whole
+// message to count its lines the first time a client asks for its size,
+// 5 ms for a 2 MB message.
 func (d *Dovecot) DeliverTo(user, folder string, r io.Reader) error {
 	mdir := filepath.Join(d.MaildirBase, user)
 	if err := makeMaildir(mdir); err != nil {
@@ -488,10 +494,31 @@ func (d *Dovecot) DeliverTo(user, folder string, r io.Reader) error {
 	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000,
 		os.Getpid(), deliverSeq.Add(1), host)
 	tmp := filepath.Join(mdir, "tmp", name)
-	if err := writeOwned(tmp, r); err != nil {
+	lc := &lineCounter{}
+	if err := writeOwned(tmp, io.TeeReader(r, lc)); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(mdir, "new", name))
+	return os.Rename(tmp, filepath.Join(mdir, "new", fmt.Sprintf("%s,S=%d,W=%d", name, lc.n, lc.n+lc.bareLF)))
+}
+
+// lineCounter counts the bytes written to it and the line feeds among
+// them that no carriage return precedes.
+type lineCounter struct {
+	n, bareLF int64
+	lastCR    bool
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.bareLF += int64(bytes.Count(p, []byte("\n")) - bytes.Count(p, []byte("\r\n")))
+	if c.lastCR && p[0] == '\n' {
+		c.bareLF--
+	}
+	c.lastCR = p[len(p)-1] == '\r'
+	c.n += int64(len(p))
+	return len(p), nil
 }
 
 func writeOwned(path string, r io.Reader) error {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -102,5 +104,53 @@ func TestWaitGreetingOtherServer(t *testing.T) {
 	}
 	if err := waitGreeting(ctx, ln.Addr().String(), "Dovecot ready (sotest-other)", nil); err != nil {
 		t.Errorf("waitGreeting for the server's own greeting = %v", err)
+	}
+}
+
+// DeliverTo names a file with its sizes as Dovecot's own delivery does;
+// Dovecot reports the W= size as RFC822.SIZE, so it must be the length of
+// the message with CRLF line ends, whatever the message's line ends and
+// however the reader splits them.
+func TestDeliverToSizes(t *testing.T) {
+	t.Parallel()
+	d := StartDovecot(t, DovecotOptions{Users: map[string]string{"svc": "secret"}})
+	msgs := []string{
+		"From: a@example.test\r\nSubject: crlf\r\n\r\nbody\r\n",
+		"From: a@example.test\nSubject: lf\n\nbody\nmore\n",
+		"From: a@example.test\r\nSubject: mixed\n\r\nbody\r\r\n\n\r\n",
+	}
+	for _, m := range msgs {
+		// One byte at a time: every CR and its LF arrive in writes of their own.
+		if err := d.DeliverTo("svc", "", iotest.OneByteReader(strings.NewReader(m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := imapclient.DialInsecure(d.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("svc", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(msgs) {
+		t.Fatalf("fetched %d messages, want %d", len(got), len(msgs))
+	}
+	for i, m := range got {
+		crlf := strings.ReplaceAll(strings.ReplaceAll(msgs[i], "\r\n", "\n"), "\n", "\r\n")
+		var body []byte
+		for _, b := range m.BodySection {
+			body = b.Bytes
+		}
+		if m.RFC822Size != int64(len(crlf)) || string(body) != crlf {
+			t.Errorf("message %d: RFC822.SIZE %d and body %q; want %d and %q", i+1, m.RFC822Size, body, len(crlf), crlf)
+		}
 	}
 }

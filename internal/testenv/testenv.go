@@ -41,8 +41,17 @@ func FreePort(t testing.TB) int {
 
 // BuildDaemon builds the secondopinion binary into a temporary directory,
 // for tests that run `secondopinion serve` as a process of its own.
+// SECONDOPINION_BIN names a binary to use instead: one built before, to
+// compare two versions in the same minutes, or to profile it (perf needs
+// the binary after the run).
 func BuildDaemon(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("SECONDOPINION_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("SECONDOPINION_BIN: %v", err)
+		}
+		return bin
+	}
 	Require(t, "go")
 	bin := filepath.Join(t.TempDir(), "secondopinion")
 	if out, err := exec.Command("go", "build", "-o", bin, "secondopinion/cmd/secondopinion").CombinedOutput(); err != nil {

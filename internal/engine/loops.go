@@ -59,7 +59,7 @@ func (q Queue) Due(ctx context.Context, now time.Time, limit int) ([]mailout.Ite
 func items(rows []store.OutboxItem) []mailout.Item {
 	out := make([]mailout.Item, len(rows))
 	for i, r := range rows {
-		out[i] = mailout.Item{ID: r.ID, MessageID: r.MessageID, From: r.From, To: r.To, Attempt: r.Attempts,
+		out[i] = mailout.Item{ID: r.ID, MessageID: r.MessageID, From: r.From, To: r.To, Case: r.CaseID, Attempt: r.Attempts,
 			Queued: r.Queued, SendingSince: r.SendingSince, Open: r.Open}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,6 +19,10 @@ type Item struct {
 	MessageID string
 	From      string
 	To        []string
+	// Case is the case the mail is about (0: none). Mail about one case to
+	// one set of recipients goes out in the order it was queued; mail
+	// about different cases need not wait for each other.
+	Case int64
 	// Attempt counts the delivery attempts made before this one.
 	Attempt int
 	// Queued is when the row was committed; a message still undelivered
@@ -234,12 +239,14 @@ func (w *Worker) Run(ctx context.Context) error {
 // RunOnce delivers every item due now and returns how long to wait for
 // the next one (-1: none pending). Tests and the demo call it directly.
 //
-// Items go out over up to Parallel connections, one lane per set of
-// recipients, so that a recipient gets our mails in the order they were
-// queued. A lane starts as soon as a connection is free: an item queued
-// (and kicked) while others are under way does not wait for them all to
-// finish, only for a free connection, or for the lane of its own
-// recipients. RunOnce returns once nothing is due and nothing under way.
+// Items go out over up to Parallel connections, one lane per case and
+// set of recipients, so that a recipient gets our mails about a case in
+// the order they were queued, while a physician's short request about one
+// case does not wait behind the medical file of another. A lane starts as
+// soon as a connection is free: an item queued (and kicked) while others
+// are under way does not wait for them all to finish, only for a free
+// connection, or for the lane of its own case and recipients. RunOnce
+// returns once nothing is due and nothing under way.
 func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 	d := &dispatch{w: w, active: map[string]bool{}, busy: map[int64]bool{}, done: make(chan laneDone)}
 	recheck, err := w.settleInFlight(ctx, d)
@@ -312,7 +319,7 @@ func (w *Worker) RunOnce(ctx context.Context) (time.Duration, error) {
 // dispatch is one RunOnce's deliveries under way.
 type dispatch struct {
 	w      *Worker
-	active map[string]bool // lanes (recipient sets) under way
+	active map[string]bool // lanes (case and recipients) under way
 	busy   map[int64]bool  // items handed to a lane and not finished
 	done   chan laneDone
 	err    error // the first queue error: no new lanes start after it
@@ -336,8 +343,8 @@ type laneDone struct {
 	err   error
 }
 
-// fill starts a lane for each set of recipients with due items, as long as
-// connections are free. Items whose recipients' lane is under way wait for
+// fill starts a lane for each case and set of recipients with due items,
+// as long as connections are free. Items whose lane is under way wait for
 // it to finish, so that they follow the mail before them.
 func (d *dispatch) fill(ctx context.Context) error {
 	parallel := d.w.Parallel
@@ -358,7 +365,7 @@ func (d *dispatch) fill(ctx context.Context) error {
 	lanes := map[string][]Item{}
 	var order []string
 	for _, it := range items {
-		k := strings.Join(it.To, ",")
+		k := laneKey(it)
 		if d.busy[it.ID] || d.active[k] {
 			continue
 		}
@@ -390,6 +397,11 @@ func (d *dispatch) fill(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// laneKey names the lane of an item: its case and its recipients.
+func laneKey(it Item) string {
+	return strconv.FormatInt(it.Case, 10) + " " + strings.Join(it.To, ",")
 }
 
 // finish records a lane's end; an item it did not attempt is queued still

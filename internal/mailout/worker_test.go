@@ -225,12 +225,18 @@ func (e *workerEnv) enqueue(t *testing.T, msgID, to string) *memItem {
 // enqueueOpen is enqueue with the body read through open(data).
 func (e *workerEnv) enqueueOpen(t *testing.T, msgID, to string, open func(data []byte) (io.ReadCloser, error)) *memItem {
 	t.Helper()
+	return e.enqueueCase(t, msgID, to, 0, open)
+}
+
+// enqueueCase is enqueueOpen for a mail about case c.
+func (e *workerEnv) enqueueCase(t *testing.T, msgID, to string, c int64, open func(data []byte) (io.ReadCloser, error)) *memItem {
+	t.Helper()
 	data := []byte(strings.ReplaceAll(testMsg, "<t1@example.test>", "<"+msgID+">"))
 	var o func() (io.ReadCloser, error)
 	if open != nil {
 		o = func() (io.ReadCloser, error) { return open(data) }
 	}
-	return e.q.addOpen(Item{MessageID: msgID, From: "so@example.test", To: []string{to}, Queued: e.clock.Now()}, data, e.clock.Now(), o)
+	return e.q.addOpen(Item{MessageID: msgID, From: "so@example.test", To: []string{to}, Case: c, Queued: e.clock.Now()}, data, e.clock.Now(), o)
 }
 
 func TestWorkerOutcomes(t *testing.T) {
@@ -335,6 +341,18 @@ func waitChanged(t *testing.T, q *memQueue) {
 	}
 }
 
+// waitState waits until item id is in state want.
+func waitState(t *testing.T, q *memQueue, id int64, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for q.get(id).state != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("item %d is %s, want %s", id, q.get(id).state, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // Run wakes on Kick and on its timer, and stops with the context.
 func TestWorkerRunLoop(t *testing.T) {
 	e := newWorkerEnv(t)
@@ -375,8 +393,9 @@ func TestWorkerRunLoop(t *testing.T) {
 }
 
 // A mail queued while a slow delivery is under way goes out at once over
-// another connection, not after the slow one; a second mail to the slow
-// recipient waits for the first, so that it arrives after it.
+// another connection, not after the slow one: to another recipient, and
+// to the slow one about another case. A second mail to the slow recipient
+// about the same case waits for the first, so that it arrives after it.
 func TestWorkerDoesNotWaitForSlowMail(t *testing.T) {
 	e := newWorkerEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -386,7 +405,7 @@ func TestWorkerDoesNotWaitForSlowMail(t *testing.T) {
 
 	started, release := make(chan struct{}), make(chan struct{})
 	// The slow body is set with the item: the worker already runs.
-	e.enqueueOpen(t, "slow1@example.test", "slow@example.net", func(data []byte) (io.ReadCloser, error) {
+	e.enqueueCase(t, "slow1@example.test", "slow@example.net", 1, func(data []byte) (io.ReadCloser, error) {
 		close(started)
 		<-release
 		return openBytes(data)()
@@ -394,26 +413,26 @@ func TestWorkerDoesNotWaitForSlowMail(t *testing.T) {
 	e.w.Kick()
 	<-started
 	quick := e.enqueue(t, "quick@example.test", "quick@example.net")
-	slow2 := e.enqueue(t, "slow2@example.test", "slow@example.net")
+	slow2 := e.enqueueCase(t, "slow2@example.test", "slow@example.net", 1, nil)
+	other := e.enqueueCase(t, "other@example.test", "slow@example.net", 2, nil)
 	e.w.Kick()
-	waitChanged(t, e.q)
-	if st := e.q.get(quick.ID).state; st != "sent" {
-		t.Fatalf("the quick mail is %s while the slow one is under way, want sent", st)
+	for _, it := range []*memItem{quick, other} {
+		waitState(t, e.q, it.ID, "sent")
 	}
 	if st := e.q.get(slow2.ID).state; st != "pending" {
-		t.Errorf("the second mail to the slow recipient is %s before the first went out, want pending", st)
+		t.Errorf("the second mail about the case to the slow recipient is %s before the first went out, want pending", st)
 	}
 	close(release)
-	waitChanged(t, e.q)
-	waitChanged(t, e.q)
+	waitState(t, e.q, slow2.ID, "sent")
 	var order []string
 	for _, m := range e.srv.Messages() {
 		if m.To[0] == "slow@example.net" {
-			order = append(order, string(m.Data[bytes.Index(m.Data, []byte("<slow")):][:7]))
+			i := bytes.Index(m.Data, []byte("Message-ID: <"))
+			order = append(order, string(m.Data[i+13:][:bytes.IndexByte(m.Data[i+13:], '@')]))
 		}
 	}
-	if strings.Join(order, ",") != "<slow1@,<slow2@" {
-		t.Errorf("the slow recipient got %q, want <slow1@ then <slow2@", order)
+	if strings.Join(order, ",") != "other,slow1,slow2" {
+		t.Errorf("the slow recipient got %q, want other (another case, while slow1 was under way), slow1, slow2", order)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -3,14 +3,21 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
 
 func TestRunCompletesCases(t *testing.T) {
-	res, err := Run(context.Background(), Options{Dir: t.TempDir(), Cases: 6, Concurrency: 3, Attachment: 64 << 10, NoSync: true, Timeout: time.Minute})
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Options{Dir: dir, Cases: 6, Concurrency: 3, Attachment: 64 << 10, NoSync: true, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A second run into the same directory (bench --out DIR again) is
+	// refused with the reason; it panicked, closing a rig it never had.
+	if _, err := Run(context.Background(), Options{Dir: dir, Cases: 1, Concurrency: 1, Attachment: 16 << 10, NoSync: true, Timeout: time.Minute}); err == nil || !strings.Contains(err.Error(), "service key") {
+		t.Errorf("a second run into %s: %v; want the refusal to overwrite its service key", dir, err)
 	}
 	if res.Cases != 6 || res.CasesPerSecond <= 0 || res.Daemon != "in-process" {
 		t.Errorf("%d cases at %.1f/s (%s)", res.Cases, res.CasesPerSecond, res.Daemon)

@@ -200,9 +200,12 @@ func Start(ctx context.Context, o Options) (r *Rig, err error) {
 	r = &Rig{Clock: NewClock(o.Start), dir: o.Dir, seen: map[string]bool{}, People: map[string]*Person{},
 		Info: engine.ServiceInfo{LocalPart: o.ServiceLocalPart, Domain: ServiceDomain, DisplayName: "Second opinion bedrijfsarts",
 			Provider: "Arbo Noord", Backoffice: o.Backoffice, Lang: "nl"}}
+	// A failed start closes what it started; the error return sets r to
+	// nil, so the deferred close keeps its own reference.
+	started := r
 	defer func() {
 		if err != nil {
-			r.Close()
+			started.Close()
 		}
 	}()
 	if err := r.setupKeys(o); err != nil {

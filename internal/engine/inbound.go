@@ -21,8 +21,11 @@ import (
 	"secondopinion/internal/token"
 )
 
-// parseLimits bound what one message may cost to parse.
-var parseLimits = message.Options{MaxParts: 1000, MaxDepth: 10, MaxTextBytes: 4 << 20, MaxHeaderBytes: 256 << 10}
+// parseLimits bound what one message may cost to parse. The ciphertext of
+// an encrypted message is not hashed: the documents are what is inside
+// it, hashed when the decrypted entity is parsed.
+var parseLimits = message.Options{MaxParts: 1000, MaxDepth: 10, MaxTextBytes: 4 << 20, MaxHeaderBytes: 256 << 10,
+	NoCiphertextHash: true}
 
 // verdict is what the routing of one message concluded.
 type verdict struct {

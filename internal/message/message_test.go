@@ -101,6 +101,42 @@ func TestOnAttachmentStreams(t *testing.T) {
 	}
 }
 
+// NoCiphertextHash: the parts of a multipart/encrypted get their size
+// but no hash; an attachment beside the encryption keeps its hash, and
+// without the option every part is hashed.
+func TestNoCiphertextHash(t *testing.T) {
+	// The line break before a boundary belongs to the boundary.
+	cipher := "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0000\r\n-----END PGP MESSAGE-----"
+	pdf := "%PDF-1.4 los"
+	msg := "From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n" +
+		"--m\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e\"\r\n\r\n" +
+		"--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n" +
+		"--e\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" + cipher + "\r\n--e--\r\n" +
+		"--m\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"los.pdf\"\r\n\r\n" + pdf + "\r\n--m--\r\n"
+	sha := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	for _, skip := range []bool{false, true} {
+		m, err := Parse(strings.NewReader(msg), Options{NoCiphertextHash: skip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]Attachment{}
+		for _, a := range m.Attachments {
+			byName[a.Name] = a
+		}
+		enc, los := byName["encrypted.asc"], byName["los.pdf"]
+		wantEnc := sha(cipher)
+		if skip {
+			wantEnc = ""
+		}
+		if !m.Encrypted || enc.Size != int64(len(cipher)) || enc.SHA256 != wantEnc {
+			t.Errorf("NoCiphertextHash %v: encrypted %v, ciphertext %+v; want size %d and hash %q", skip, m.Encrypted, enc, len(cipher), wantEnc)
+		}
+		if los.SHA256 != sha(pdf) {
+			t.Errorf("NoCiphertextHash %v: the attachment beside the encryption %+v, want hash %s", skip, los, sha(pdf))
+		}
+	}
+}
+
 func TestParseFields(t *testing.T) {
 	f, err := os.Open(filepath.Join("testdata", "corpus", "outlook-desktop-nl-choice.eml"))
 	if err != nil {

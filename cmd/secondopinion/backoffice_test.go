@@ -170,6 +170,13 @@ const boQuestion = "Is mijn knieklacht een beletsel voor het tilwerk in de bakke
 // physician confirm the question so the employee must choose.
 func (w *boWorld) newCase(t *testing.T, now time.Time, employee string, intake bool) *procedure.Case {
 	t.Helper()
+	return w.newCaseEarlier(t, now, employee, intake, procedure.Earlier{})
+}
+
+// newCaseEarlier is newCase for an employee whose earlier requests came
+// to what earlier says.
+func (w *boWorld) newCaseEarlier(t *testing.T, now time.Time, employee string, intake bool, earlier procedure.Earlier) *procedure.Case {
+	t.Helper()
 	ctx := context.Background()
 	e, reg, done := w.engineAt(t, now)
 	defer done()
@@ -183,6 +190,7 @@ func (w *boWorld) newCase(t *testing.T, now time.Time, employee string, intake b
 		OriginalPhysician: &op,
 		Subject:           procedure.SubjectVerzuim,
 		Question:          boQuestion,
+		Earlier:           earlier,
 	}, engine.Source{Via: "test"})
 	if err != nil {
 		t.Fatalf("request: %v", err)
@@ -361,6 +369,13 @@ func TestCaseShow(t *testing.T) {
 	// withheld; the timeline says so.
 	if !strings.Contains(out, "withheld") {
 		t.Errorf("timeline lacks the withheld medical mail:\n%s", out)
+	}
+
+	// What became of the employee's earlier requests is shown with their
+	// number, as the original physician's intake shows it.
+	again := w.newCaseEarlier(t, time.Now(), "jan@bakkerijnoord.example.nl", false, procedure.Earlier{Completed: 1, Withdrawn: 2})
+	if code, out, _ := w.run(t, "case", "show", again.Ref); code != 0 || !regexp.MustCompile(`earlier requests:\s+3 \(1 completed, 2 withdrawn\)\n`).MatchString(out) {
+		t.Errorf("exit %d; the case of an employee with earlier requests lacks them:\n%s", code, out)
 	}
 
 	code, out, _ = w.run(t, "case", "show", c.Ref, "--question")

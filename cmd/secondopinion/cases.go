@@ -299,7 +299,12 @@ func caseShow(ctx context.Context, w io.Writer, b *backoffice, ref string, showQ
 		confirmed = "yes"
 	}
 	row("question confirmed", confirmed)
-	row("earlier requests", fmt.Sprint(c.EarlierRequests))
+	earlier := fmt.Sprint(c.EarlierRequests)
+	if c.Earlier.Total() == c.EarlierRequests {
+		// A case opened before the breakdown was kept has only the count.
+		earlier = c.Earlier.String()
+	}
+	row("earlier requests", earlier)
 	if len(c.Proposed) > 0 {
 		var names []string
 		for i, p := range c.Proposed {

@@ -220,16 +220,7 @@ func funcs(lang string) template.FuncMap {
 		// earlier lists what became of earlier requests: "1 afgerond,
 		// 1 ingetrokken".
 		"earlier": func(e procedure.Earlier) string {
-			var parts []string
-			for _, p := range []struct {
-				n    int
-				name string
-			}{{e.Completed, "completed"}, {e.Open, "open"}, {e.Withdrawn, "withdrawn"}, {e.Refused, "refused"}, {e.Other, "other"}} {
-				if p.n > 0 {
-					parts = append(parts, fmt.Sprintf("%d %s", p.n, pick(earlierNames, p.name)))
-				}
-			}
-			return strings.Join(parts, ", ")
+			return strings.Join(e.Outcomes(func(key string) string { return pick(earlierNames, key) }), ", ")
 		},
 	}
 }

@@ -1,6 +1,10 @@
 package procedure
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Input is anything that can move a case: an answer from a role, a
 // document delivery, a deadline, a backoffice command.
@@ -34,6 +38,41 @@ type Earlier struct {
 
 // Total is the number of earlier requests.
 func (e Earlier) Total() int { return e.Completed + e.Open + e.Withdrawn + e.Refused + e.Other }
+
+// Outcomes lists what became of earlier requests: each outcome that
+// occurred, with its count, in a fixed order. name gives an outcome's
+// words in the reader's language; its key is one of completed, open,
+// withdrawn, refused and other.
+func (e Earlier) Outcomes(name func(key string) string) []string {
+	var out []string
+	for _, o := range [...]struct {
+		n   int
+		key string
+	}{{e.Completed, "completed"}, {e.Open, "open"}, {e.Withdrawn, "withdrawn"}, {e.Refused, "refused"}, {e.Other, "other"}} {
+		if o.n > 0 {
+			out = append(out, fmt.Sprintf("%d %s", o.n, name(o.key)))
+		}
+	}
+	return out
+}
+
+// String is the number of earlier requests and what became of them, in
+// English, for the backoffice: "3 (1 completed, 2 withdrawn)".
+func (e Earlier) String() string {
+	parts := e.Outcomes(func(key string) string { return earlierEnglish[key] })
+	if len(parts) == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", e.Total(), strings.Join(parts, ", "))
+}
+
+var earlierEnglish = map[string]string{
+	"completed": "completed",
+	"open":      "still open",
+	"withdrawn": "withdrawn",
+	"refused":   "refused by the original physician",
+	"other":     "closed otherwise",
+}
 
 // Count adds a case in state s to what became of earlier requests; a case
 // out of scope is not a request for a second opinion and is left out.

@@ -6,6 +6,8 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -28,15 +30,52 @@ func Require(t testing.TB, programs ...string) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// for a server that binds it later (Dovecot, Postfix, the bench's SMTP
+// server behind Postfix). It is taken from below the kernel's range of
+// ports for outgoing connections: a port from that range (what binding
+// port 0 gives) can be taken meanwhile by any connection a process makes,
+// and the server then fails to bind ("address already in use"), as
+// happened to a test whose Postfix took seconds to start.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	if low := ephemeralLow(); low > lowestPort+1000 {
+		for range 100 {
+			port := lowestPort + rand.IntN(low-lowestPort)
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				l.Close()
+				return port
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lowestPort is the lowest port FreePort picks: above the well-known and
+// most registered services.
+const lowestPort = 10000
+
+// ephemeralLow is the first port of the kernel's range for outgoing
+// connections (Linux's default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // BuildDaemon builds the secondopinion binary into a temporary directory,

@@ -371,6 +371,9 @@ func TestCaseShow(t *testing.T) {
 		t.Errorf("timeline lacks the withheld medical mail:\n%s", out)
 	}
 
+	if !regexp.MustCompile(`earlier requests:\s+0\n`).MatchString(out) {
+		t.Errorf("the case of an employee without earlier requests does not say 0:\n%s", out)
+	}
 	// What became of the employee's earlier requests is shown with their
 	// number, as the original physician's intake shows it.
 	again := w.newCaseEarlier(t, time.Now(), "jan@bakkerijnoord.example.nl", false, procedure.Earlier{Completed: 1, Withdrawn: 2})

@@ -300,9 +300,9 @@ func caseShow(ctx context.Context, w io.Writer, b *backoffice, ref string, showQ
 	}
 	row("question confirmed", confirmed)
 	earlier := fmt.Sprint(c.EarlierRequests)
-	if c.Earlier.Total() == c.EarlierRequests {
-		// A case opened before the breakdown was kept has only the count.
-		earlier = c.Earlier.String()
+	// A case opened before the breakdown was kept has only the count.
+	if c.EarlierRequests > 0 && c.Earlier.Total() == c.EarlierRequests {
+		earlier += " (" + engine.EarlierOutcomes(c.Earlier, "en") + ")"
 	}
 	row("earlier requests", earlier)
 	if len(c.Proposed) > 0 {

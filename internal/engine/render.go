@@ -217,12 +217,19 @@ func funcs(lang string) template.FuncMap {
 		"split":   strings.Split,
 		"field":   func(s string) string { return pick(fieldNames, s) },
 		"step":    func(s string) string { return pick(stepNames, s) },
-		// earlier lists what became of earlier requests: "1 afgerond,
-		// 1 ingetrokken".
-		"earlier": func(e procedure.Earlier) string {
-			return strings.Join(e.Outcomes(func(key string) string { return pick(earlierNames, key) }), ", ")
-		},
+		"earlier": func(e procedure.Earlier) string { return EarlierOutcomes(e, lang) },
 	}
+}
+
+// EarlierOutcomes says what became of earlier requests, in lang: "1
+// afgerond, 2 ingetrokken" (nl), "1 completed, 2 withdrawn" (en). The
+// intake tells the original physician; case show tells the backoffice.
+func EarlierOutcomes(e procedure.Earlier, lang string) string {
+	i := 0
+	if lang == "en" {
+		i = 1
+	}
+	return strings.Join(e.Outcomes(func(key string) string { return earlierNames[key][i] }), ", ")
 }
 
 // earlierNames are the outcomes of earlier requests, as the intake names

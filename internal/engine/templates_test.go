@@ -439,3 +439,29 @@ func tmplTestCheck(t *testing.T, lang, name, out string) {
 		t.Errorf("the body should end with exactly one newline: %q", out[max(0, len(out)-40):])
 	}
 }
+
+// What became of earlier requests, in the intake's words and the
+// backoffice's: each outcome that occurred, in a fixed order; a case out
+// of scope is no request and is not counted.
+func TestEarlierOutcomes(t *testing.T) {
+	var all procedure.Earlier
+	for _, s := range []procedure.State{procedure.StateCompleted, procedure.StateWithdrawn, procedure.StateWithdrawn,
+		procedure.StateRefused, procedure.StatePurged, procedure.StateChoosing, procedure.StateOutOfScope} {
+		all.Count(s, 1)
+	}
+	for _, tc := range []struct {
+		e        procedure.Earlier
+		lang     string
+		want     string
+		wantSize int
+	}{
+		{procedure.Earlier{}, "en", "", 0},
+		{procedure.Earlier{Withdrawn: 2, Completed: 1}, "en", "1 completed, 2 withdrawn", 3},
+		{procedure.Earlier{Withdrawn: 2, Completed: 1}, "nl", "1 afgerond, 2 ingetrokken", 3},
+		{all, "en", "1 completed, 1 still open, 2 withdrawn, 1 refused by the occupational physician, 1 closed otherwise", 6},
+	} {
+		if got := EarlierOutcomes(tc.e, tc.lang); got != tc.want || tc.e.Total() != tc.wantSize {
+			t.Errorf("%+v in %s: %q of %d, want %q of %d", tc.e, tc.lang, got, tc.e.Total(), tc.want, tc.wantSize)
+		}
+	}
+}

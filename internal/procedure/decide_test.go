@@ -809,25 +809,3 @@ func TestManualCheck(t *testing.T) {
 		t.Errorf("mails %v", templates(effs))
 	}
 }
-
-// What became of earlier requests, as the backoffice reads it: each
-// outcome that occurred, in a fixed order, after their number; a case
-// out of scope is no request and is not counted.
-func TestEarlierString(t *testing.T) {
-	var all Earlier
-	for _, s := range []State{StateCompleted, StateWithdrawn, StateWithdrawn, StateRefused, StatePurged, StateChoosing, StateOutOfScope} {
-		all.Count(s, 1)
-	}
-	for _, tc := range []struct {
-		e    Earlier
-		want string
-	}{
-		{Earlier{}, "0"},
-		{Earlier{Withdrawn: 2, Completed: 1}, "3 (1 completed, 2 withdrawn)"},
-		{all, "6 (1 completed, 1 still open, 2 withdrawn, 1 refused by the original physician, 1 closed otherwise)"},
-	} {
-		if got := tc.e.String(); got != tc.want {
-			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
-		}
-	}
-}

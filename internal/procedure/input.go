@@ -2,7 +2,6 @@ package procedure
 
 import (
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -54,24 +53,6 @@ func (e Earlier) Outcomes(name func(key string) string) []string {
 		}
 	}
 	return out
-}
-
-// String is the number of earlier requests and what became of them, in
-// English, for the backoffice: "3 (1 completed, 2 withdrawn)".
-func (e Earlier) String() string {
-	parts := e.Outcomes(func(key string) string { return earlierEnglish[key] })
-	if len(parts) == 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%d (%s)", e.Total(), strings.Join(parts, ", "))
-}
-
-var earlierEnglish = map[string]string{
-	"completed": "completed",
-	"open":      "still open",
-	"withdrawn": "withdrawn",
-	"refused":   "refused by the original physician",
-	"other":     "closed otherwise",
 }
 
 // Count adds a case in state s to what became of earlier requests; a case

@@ -263,6 +263,10 @@ func printBench(e *env, r *bench.Result) {
 			fmt.Fprintf(w, "  %-23s p50 %.1f  p95 %.1f  p99 %.1f  max %.1f\n", step+":", p.P50, p.P95, p.P99, p.Max)
 		}
 	}
+	if sw := r.SchedWait; sw != nil {
+		fmt.Fprintf(w, "wait for a core (ms):      p50 %.3f  p95 %.3f  p99 %.3f  max %.1f  (goroutines of the process, once ready)\n",
+			sw.P50, sw.P95, sw.P99, sw.Max)
+	}
 	if n := r.IMAPNotify; n != nil {
 		fmt.Fprintf(w, "IMAP server %s, its own notification delay (ms): p50 %.1f  p99 %.1f  (%d samples); reaction p99 above it: %.1f\n",
 			r.IMAP, n.P50, n.P99, r.IMAPNotifySamples, r.Reaction.P99-n.P99)

@@ -125,9 +125,13 @@ type Result struct {
 	// external daemon's, from its start to its stop.
 	CPUSeconds       float64 `json:"cpu_seconds"`
 	DaemonCPUSeconds float64 `json:"daemon_cpu_seconds,omitempty"`
-	MailsIn          int     `json:"mails_in"`
-	MailsOut         int     `json:"mails_out"`
-	Duplicates       int     `json:"duplicates"`
+	// SchedWait is how long the process's goroutines waited for a core
+	// once ready to run, during the run (Go's runtime/metrics): in-process
+	// only, where daemon, mail world and participants share the process.
+	SchedWait  *Percent `json:"sched_wait_ms,omitempty"`
+	MailsIn    int      `json:"mails_in"`
+	MailsOut   int      `json:"mails_out"`
+	Duplicates int      `json:"duplicates"`
 	// Open is the number of cases opened before the run (Options.Open)
 	// and OpenSetupSeconds how long opening them took.
 	Open             int     `json:"open_cases,omitempty"`
@@ -240,11 +244,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if target.world != nil {
 		ret = startRetention(runCtx, target.world, target.service)
 	}
+	waits0 := schedWaits()
 	start := time.Now()
 	dones, err := RunCases(runCtx, target.driver, target.cast, employees, o.Concurrency, o.Attachment, o.Progress)
 	elapsed := time.Since(start)
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if target.kind == "in-process" {
+		res.SchedWait = schedWaitBetween(waits0, schedWaits())
+	}
 	if target.deliveryErr != nil {
 		err = errors.Join(err, target.deliveryErr())
 	}

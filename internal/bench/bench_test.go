@@ -41,6 +41,9 @@ func TestRunCompletesCases(t *testing.T) {
 	if res.PeakRSSMB <= 0 || res.DBBytesPerCase < 64<<10 {
 		t.Errorf("peak RSS %.1f MB, %d db bytes per case (the medical file alone is 64 KiB)", res.PeakRSSMB, res.DBBytesPerCase)
 	}
+	if w := res.SchedWait; w == nil || w.Max <= 0 || w.P99 > w.Max {
+		t.Errorf("wait for a core: %+v, want the percentiles of the run's waits", w)
+	}
 	if res.MailsIn != 6*Steps || res.Duplicates != 0 {
 		t.Errorf("%d mails in (want %d), %d sent twice without any crash", res.MailsIn, 6*Steps, res.Duplicates)
 	}

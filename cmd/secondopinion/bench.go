@@ -32,8 +32,9 @@ Reports complete cases per second; the daemon's reaction time per step, from a
 participant's mail accepted by SMTP to the daemon's answer accepted by SMTP
 (p50/p95/p99); the process's peak RSS (VmHWM: daemon, mail world and
 participants together; mailworld_mb is the most mail the embedded servers
-held at once); and database bytes per case (the data dir's size over the
-cases).
+held at once); database bytes per case (the data dir's size over the
+cases); and, in-process, how long the process's goroutines waited for a core
+once ready to run (sched_wait_ms).
 
 The embedded IMAP server keeps the service's mail only while the daemon may
 need it: four times a second the bench expunges the inbox's mail the daemon

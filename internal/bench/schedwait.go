@@ -44,22 +44,18 @@ func schedWaitBetween(before, after *metrics.Float64Histogram) *Percent {
 		}
 		return b * 1000
 	}
+	// The bucket where the running count reaches q of the total; at 1,
+	// the highest bucket that counted a wait.
 	at := func(q float64) float64 {
 		need := uint64(math.Ceil(q * float64(total)))
 		var cum uint64
-		for i, c := range counts {
-			if cum += c; cum >= need {
-				return ms(i)
+		i := 0
+		for ; i < len(counts)-1; i++ {
+			if cum += counts[i]; cum >= need {
+				break
 			}
 		}
-		return ms(len(counts) - 1)
+		return ms(i)
 	}
-	p := &Percent{P50: at(0.50), P95: at(0.95), P99: at(0.99)}
-	for i := len(counts) - 1; i >= 0; i-- {
-		if counts[i] > 0 {
-			p.Max = ms(i)
-			break
-		}
-	}
-	return p
+	return &Percent{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: at(1)}
 }

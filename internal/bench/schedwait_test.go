@@ -20,6 +20,13 @@ func TestSchedWaitBetween(t *testing.T) {
 	if *p != want {
 		t.Errorf("got %+v, want %+v (the readings before the run left out)", *p, want)
 	}
+	// The longest wait lies above the p99, in a bucket of its own.
+	buckets = []float64{0, 0.001, 0.002, 0.004, 0.008, 0.016, math.Inf(1)}
+	zero := &metrics.Float64Histogram{Buckets: buckets, Counts: make([]uint64, 6)}
+	one := &metrics.Float64Histogram{Buckets: buckets, Counts: []uint64{98, 1, 0, 0, 1, 0}}
+	if p := schedWaitBetween(zero, one); p == nil || *p != (Percent{P50: 1, P95: 1, P99: 2, Max: 16}) {
+		t.Errorf("got %+v, want p50 1, p95 1, p99 2, max 16", p)
+	}
 	if p := schedWaitBetween(after, after); p != nil {
 		t.Errorf("no waits between two equal readings, got %+v", *p)
 	}

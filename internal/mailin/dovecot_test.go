@@ -128,6 +128,52 @@ func TestDovecotHungServer(t *testing.T) {
 	}
 }
 
+// TestDovecotBacklog: a mailbox that filled while the daemon was away (more
+// messages than one batch, medical files among the replies) is ingested in
+// one pass of several batches. Dovecot runs a UID FETCH while the MOVE or
+// STORE that marks the batch before is still going, so its bodies can come
+// before that command's answer; every message is stored once and marked.
+func TestDovecotBacklog(t *testing.T) {
+	t.Parallel()
+	for _, processed := range []string{"", "Verwerkt"} {
+		name := "flag seen"
+		if processed != "" {
+			name = "move"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			d := startDovecot(t, "")
+			spool := newFileSpool(t)
+			var logs testenv.LogBuffer
+			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Logger: debugLogger(&logs)})
+			defer func() {
+				if t.Failed() {
+					t.Log(logs.String())
+				}
+			}()
+			const n = 80
+			msgIDs := ids(n, "backlog")
+			for i, id := range msgIDs {
+				msg := testMessage(id)
+				if i%10 == 3 {
+					msg = append(msg, []byte(strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n", 5000))...)
+				}
+				d.Deliver(testUser, msg)
+			}
+			start(t, in)
+			if _, err := spool.waitFor(waitCtx(t), hasNew(msgIDs...)); err != nil {
+				t.Fatal(err)
+			}
+			waitMarked(t, d.Addr, processed, n)
+			for _, id := range msgIDs {
+				if c := uniqueIDs(spool.snapshot())[id]; c != 1 {
+					t.Errorf("%s stored as new %d times, want 1", id, c)
+				}
+			}
+		})
+	}
+}
+
 // TestDovecotCrashBetweenStoreAndMark: a crash after the spool has the
 // message and before Dovecot has it marked; after the restart it is seen as
 // a duplicate, marked, and processed once.

@@ -554,15 +554,18 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32
 	if len(set) == 0 {
 		return 0, nil
 	}
+	// The marks of the batch before, if any, are answered first. Sent
+	// behind them, the FETCH would be no safer: Dovecot runs a UID FETCH
+	// while a MOVE or STORE before it is still going, so a body can come
+	// before that command's answer, and go-imap's reader then waits for
+	// the body to be read while this waits for the answer.
+	if err := c.settle(); err != nil {
+		return 0, err
+	}
 	cmd := c.Fetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 	})
-	// The marks of the batch before (more than batchSize found) are
-	// answered before these bodies come.
-	if err := c.settle(); err != nil {
-		return 0, err
-	}
 	var (
 		b      = &batch{in: in}
 		stored imap.UIDSet

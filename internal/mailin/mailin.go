@@ -554,11 +554,11 @@ func (in *Ingester) ingestBatch(ctx context.Context, c *conn, uidValidity uint32
 	if len(set) == 0 {
 		return 0, nil
 	}
-	// The marks of the batch before, if any, are answered first. Sent
-	// behind them, the FETCH would be no safer: Dovecot runs a UID FETCH
-	// while a MOVE or STORE before it is still going, so a body can come
-	// before that command's answer, and go-imap's reader then waits for
-	// the body to be read while this waits for the answer.
+	// The marks of the batch before, if any, are answered first, not
+	// after this FETCH is sent: Dovecot runs a UID FETCH while a MOVE or
+	// STORE before it is still going, so a body could come before that
+	// command's answer, and go-imap's reader would wait for the body to
+	// be read while this waited for the answer, for good.
 	if err := c.settle(); err != nil {
 		return 0, err
 	}

@@ -13,6 +13,21 @@ import (
 	"secondopinion/internal/testenv"
 )
 
+// eachMarking runs test in parallel for both ways of marking handled mail:
+// flagging it \Seen in the inbox, and moving it to a processed mailbox.
+func eachMarking(t *testing.T, test func(t *testing.T, processed string)) {
+	for _, processed := range []string{"", "Verwerkt"} {
+		name := "flag seen"
+		if processed != "" {
+			name = "move"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, processed)
+		})
+	}
+}
+
 func startDovecot(t testing.TB, capability string) *testenv.Dovecot {
 	t.Helper()
 	return testenv.StartDovecot(t, testenv.DovecotOptions{
@@ -26,54 +41,47 @@ func startDovecot(t testing.TB, capability string) *testenv.Dovecot {
 // Dovecot restart is each stored once as new and ends up marked.
 func TestDovecotExactlyOnce(t *testing.T) {
 	t.Parallel()
-	for _, processed := range []string{"", "Verwerkt"} {
-		name := "flag seen"
-		if processed != "" {
-			name = "move"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			d := startDovecot(t, "")
-			spool := newFileSpool(t)
-			notified := newCounter()
-			var logs testenv.LogBuffer
-			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Notify: notified.inc, Logger: debugLogger(&logs)})
-			defer func() {
-				if t.Failed() {
-					t.Log(logs.String())
-				}
-			}()
-			ctx := waitCtx(t)
-			msgIDs := ids(5, "dovecot")
-
-			d.Deliver(testUser, testMessage(msgIDs[0])) // before the ingester runs
-			r := start(t, in)
-			notified.waitFor(t, ctx, 1)
-
-			d.Deliver(testUser, testMessage(msgIDs[1])) // while it runs (IDLE)
-			notified.waitFor(t, ctx, 2)
-
-			d.Stop()
-			d.Deliver(testUser, testMessage(msgIDs[2])) // while it is disconnected
-			d.Start()
-			notified.waitFor(t, ctx, 3)
-
-			d.Deliver(testUser, testMessage(msgIDs[3])) // just before a restart
-			d.Stop()
-			d.Start()
-			d.Deliver(testUser, testMessage(msgIDs[4])) // just after it
-			notified.waitFor(t, ctx, 5)
-			waitMarked(t, d.Addr, processed, 5)
-			r.stop(t)
-
-			for _, id := range msgIDs {
-				if n := uniqueIDs(spool.snapshot())[id]; n != 1 {
-					t.Errorf("%s stored as new %d times, want 1", id, n)
-				}
+	eachMarking(t, func(t *testing.T, processed string) {
+		d := startDovecot(t, "")
+		spool := newFileSpool(t)
+		notified := newCounter()
+		var logs testenv.LogBuffer
+		in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Notify: notified.inc, Logger: debugLogger(&logs)})
+		defer func() {
+			if t.Failed() {
+				t.Log(logs.String())
 			}
-			checkMarked(t, d.Addr, processed, 5)
-		})
-	}
+		}()
+		ctx := waitCtx(t)
+		msgIDs := ids(5, "dovecot")
+
+		d.Deliver(testUser, testMessage(msgIDs[0])) // before the ingester runs
+		r := start(t, in)
+		notified.waitFor(t, ctx, 1)
+
+		d.Deliver(testUser, testMessage(msgIDs[1])) // while it runs (IDLE)
+		notified.waitFor(t, ctx, 2)
+
+		d.Stop()
+		d.Deliver(testUser, testMessage(msgIDs[2])) // while it is disconnected
+		d.Start()
+		notified.waitFor(t, ctx, 3)
+
+		d.Deliver(testUser, testMessage(msgIDs[3])) // just before a restart
+		d.Stop()
+		d.Start()
+		d.Deliver(testUser, testMessage(msgIDs[4])) // just after it
+		notified.waitFor(t, ctx, 5)
+		waitMarked(t, d.Addr, processed, 5)
+		r.stop(t)
+
+		for _, id := range msgIDs {
+			if n := uniqueIDs(spool.snapshot())[id]; n != 1 {
+				t.Errorf("%s stored as new %d times, want 1", id, n)
+			}
+		}
+		checkMarked(t, d.Addr, processed, 5)
+	})
 }
 
 // TestDovecotHungServer: the mail process serving the ingester hangs
@@ -135,43 +143,36 @@ func TestDovecotHungServer(t *testing.T) {
 // before that command's answer; every message is stored once and marked.
 func TestDovecotBacklog(t *testing.T) {
 	t.Parallel()
-	for _, processed := range []string{"", "Verwerkt"} {
-		name := "flag seen"
-		if processed != "" {
-			name = "move"
+	eachMarking(t, func(t *testing.T, processed string) {
+		d := startDovecot(t, "")
+		spool := newFileSpool(t)
+		var logs testenv.LogBuffer
+		in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Logger: debugLogger(&logs)})
+		defer func() {
+			if t.Failed() {
+				t.Log(logs.String())
+			}
+		}()
+		const n = 80
+		msgIDs := ids(n, "backlog")
+		for i, id := range msgIDs {
+			msg := testMessage(id)
+			if i%10 == 3 {
+				msg = append(msg, []byte(strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n", 5000))...)
+			}
+			d.Deliver(testUser, msg)
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			d := startDovecot(t, "")
-			spool := newFileSpool(t)
-			var logs testenv.LogBuffer
-			in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Logger: debugLogger(&logs)})
-			defer func() {
-				if t.Failed() {
-					t.Log(logs.String())
-				}
-			}()
-			const n = 80
-			msgIDs := ids(n, "backlog")
-			for i, id := range msgIDs {
-				msg := testMessage(id)
-				if i%10 == 3 {
-					msg = append(msg, []byte(strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n", 5000))...)
-				}
-				d.Deliver(testUser, msg)
+		start(t, in)
+		if _, err := spool.waitFor(waitCtx(t), hasNew(msgIDs...)); err != nil {
+			t.Fatal(err)
+		}
+		waitMarked(t, d.Addr, processed, n)
+		for _, id := range msgIDs {
+			if c := uniqueIDs(spool.snapshot())[id]; c != 1 {
+				t.Errorf("%s stored as new %d times, want 1", id, c)
 			}
-			start(t, in)
-			if _, err := spool.waitFor(waitCtx(t), hasNew(msgIDs...)); err != nil {
-				t.Fatal(err)
-			}
-			waitMarked(t, d.Addr, processed, n)
-			for _, id := range msgIDs {
-				if c := uniqueIDs(spool.snapshot())[id]; c != 1 {
-					t.Errorf("%s stored as new %d times, want 1", id, c)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestDovecotCrashBetweenStoreAndMark: a crash after the spool has the

@@ -143,36 +143,44 @@ func TestDovecotHungServer(t *testing.T) {
 // before that command's answer; every message is stored once and marked.
 func TestDovecotBacklog(t *testing.T) {
 	t.Parallel()
-	eachMarking(t, func(t *testing.T, processed string) {
-		d := startDovecot(t, "")
-		spool := newFileSpool(t)
-		var logs testenv.LogBuffer
-		in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Logger: debugLogger(&logs)})
-		defer func() {
-			if t.Failed() {
-				t.Log(logs.String())
-			}
-		}()
-		const n = 80
-		msgIDs := ids(n, "backlog")
-		for i, id := range msgIDs {
-			msg := testMessage(id)
-			if i%10 == 3 {
-				msg = append(msg, []byte(strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n", 5000))...)
-			}
-			d.Deliver(testUser, msg)
-		}
-		start(t, in)
-		if _, err := spool.waitFor(waitCtx(t), hasNew(msgIDs...)); err != nil {
-			t.Fatal(err)
-		}
-		waitMarked(t, d.Addr, processed, n)
-		for _, id := range msgIDs {
-			if c := uniqueIDs(spool.snapshot())[id]; c != 1 {
-				t.Errorf("%s stored as new %d times, want 1", id, c)
-			}
-		}
+	eachMarking(t, func(t *testing.T, processed string) { ingestBacklog(t, "", processed) })
+	t.Run("copy and expunge without MOVE", func(t *testing.T) {
+		t.Parallel()
+		ingestBacklog(t, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UIDPLUS IDLE", "Verwerkt")
 	})
+}
+
+// ingestBacklog delivers 80 messages, one in ten a large one, to a Dovecot
+// offering capability (its own if ""), then has an ingester take them all.
+func ingestBacklog(t *testing.T, capability, processed string) {
+	d := startDovecot(t, capability)
+	spool := newFileSpool(t)
+	var logs testenv.LogBuffer
+	in := newIngester(t, spool, mailin.Options{Addr: d.Addr, ProcessedMailbox: processed, Logger: debugLogger(&logs)})
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	const n = 80
+	msgIDs := ids(n, "backlog")
+	for i, id := range msgIDs {
+		msg := testMessage(id)
+		if i%10 == 3 {
+			msg = append(msg, []byte(strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0\r\n", 5000))...)
+		}
+		d.Deliver(testUser, msg)
+	}
+	start(t, in)
+	if _, err := spool.waitFor(waitCtx(t), hasNew(msgIDs...)); err != nil {
+		t.Fatal(err)
+	}
+	waitMarked(t, d.Addr, processed, n)
+	for _, id := range msgIDs {
+		if c := uniqueIDs(spool.snapshot())[id]; c != 1 {
+			t.Errorf("%s stored as new %d times, want 1", id, c)
+		}
+	}
 }
 
 // TestDovecotCrashBetweenStoreAndMark: a crash after the spool has the

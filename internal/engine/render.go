@@ -174,15 +174,7 @@ var (
 // funcs are the template functions, in the recipient's language.
 func funcs(lang string) template.FuncMap {
 	nl := lang != "en"
-	pick := func(m map[string][2]string, k string) string {
-		if v, ok := m[k]; ok {
-			if nl {
-				return v[0]
-			}
-			return v[1]
-		}
-		return k
-	}
+	pick := func(m map[string][2]string, k string) string { return named(m, k, lang) }
 	return template.FuncMap{
 		// hours writes a duration in hours: 48, or 1,5 (nl) / 1.5 (en).
 		"hours": func(d time.Duration) string {
@@ -225,11 +217,21 @@ func funcs(lang string) template.FuncMap {
 // afgerond, 2 ingetrokken" (nl), "1 completed, 2 withdrawn" (en). The
 // intake tells the original physician; case show tells the backoffice.
 func EarlierOutcomes(e procedure.Earlier, lang string) string {
-	i := 0
-	if lang == "en" {
-		i = 1
+	return strings.Join(e.Outcomes(func(key string) string { return named(earlierNames, key, lang) }), ", ")
+}
+
+// named is key's name in lang from a table of Dutch and English names, or
+// key itself if the table has none.
+func named(m map[string][2]string, key, lang string) string {
+	v, ok := m[key]
+	switch {
+	case !ok:
+		return key
+	case lang == "en":
+		return v[1]
+	default:
+		return v[0]
 	}
-	return strings.Join(e.Outcomes(func(key string) string { return earlierNames[key][i] }), ", ")
 }
 
 // earlierNames are the outcomes of earlier requests, as the intake names
